@@ -1,0 +1,66 @@
+"""Hub access with honest failure: no silent retries when there is no network.
+
+Every place that may download (a model hub id, a dataset hub id, a URL) goes through
+:func:`ensure_reachable` first. With no network it fails at once with an error that names
+the local alternatives, instead of a minute of hub retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+HF_ENDPOINT = "https://huggingface.co"
+
+
+class OfflineError(OSError):
+    """Raised when a download is needed but the host cannot be reached (or offline mode is on)."""
+
+
+def is_local(source: str | os.PathLike) -> bool:
+    """True when ``source`` names an existing file or folder on this machine."""
+    return Path(os.fspath(source)).expanduser().exists()
+
+
+def _offline_mode() -> bool:
+    return any(
+        os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
+
+
+def _host_reachable(url: str, timeout: float) -> bool:
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_reachable(what: str, url: str | None = None, alternatives: str = "", timeout: float = 3.0) -> None:
+    """Fail fast with a clear :class:`OfflineError` when ``url`` (default: the HF hub) cannot be reached.
+
+    Args:
+        what: what we were trying to fetch, e.g. ``"model 'gpt2'"``.
+        url: the address to reach; defaults to ``$HF_ENDPOINT`` or https://huggingface.co.
+        alternatives: a sentence naming what the user can do instead (local path, random weights).
+        timeout: seconds for the connection attempt.
+    """
+    url = url or os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
+    if _offline_mode():
+        reason = "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE)"
+    elif not _host_reachable(url, timeout):
+        reason = f"{urlparse(url).hostname} cannot be reached (no network?)"
+    else:
+        return
+    message = f"Cannot download {what}: {reason}."
+    if alternatives:
+        message += f" {alternatives}"
+    raise OfflineError(message)
