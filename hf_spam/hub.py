@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,6 +26,14 @@ class OfflineError(OSError):
 def is_local(source: str | os.PathLike) -> bool:
     """True when ``source`` names an existing file or folder on this machine."""
     return Path(os.fspath(source)).expanduser().exists()
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """True for ``name`` or ``org/name`` (what the hub accepts); False for things that look like paths."""
+    return bool(_HUB_ID.match(source)) and not source.endswith((".json", ".safetensors", ".bin", ".pt"))
 
 
 def _offline_mode() -> bool:

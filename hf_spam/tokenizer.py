@@ -24,22 +24,36 @@ def load_tokenizer(source: str | os.PathLike = "gpt2", pad_with_eos: bool = True
     tells real tokens from padding.
     """
     path = Path(os.fspath(source)).expanduser()
-    if path.is_dir() and (path / "encoder.json").is_file() and (path / "vocab.bpe").is_file() and not any(
-        (path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+    if (
+        path.is_dir()
+        and (path / "encoder.json").is_file()
+        and (path / "vocab.bpe").is_file()
+        and not any(
+            (path / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer_config.json")
+        )
     ):
         tokenizer = GPT2Tokenizer(vocab=str(path / "encoder.json"), merges=str(path / "vocab.bpe"))
         tokenizer.model_max_length = GPT2_CONTEXT_LENGTH
-    else:
-        if not is_local(source):
-            ensure_reachable(
-                f"tokenizer '{source}'",
-                alternatives="Pass a local folder instead, e.g. ../shared/models/gpt2-tokenizer "
-                "(encoder.json + vocab.bpe) or one written by tokenizer.save_pretrained().",
-            )
+    elif is_local(source):
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(source))
+    else:
+        tokenizer = _from_hub(str(source))
     if pad_with_eos and tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer '{source}' has neither a pad token nor an eos token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
         logger.debug("tokenizer %s: pad_token set to eos %r", source, tokenizer.eos_token)
     return tokenizer
+
+
+def _from_hub(repo_id: str) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(repo_id, local_files_only=True)  # the local hub cache
+    except OSError:
+        pass
+    ensure_reachable(
+        f"tokenizer '{repo_id}'",
+        alternatives="Pass a local folder instead, e.g. ../shared/models/gpt2-tokenizer "
+        "(encoder.json + vocab.bpe) or one written by tokenizer.save_pretrained().",
+    )
+    return AutoTokenizer.from_pretrained(repo_id)
