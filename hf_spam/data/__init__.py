@@ -1,0 +1,65 @@
+"""Datasets pipeline: load (SMS Spam, IMDB, any text/label file), split without leakage, tokenise,
+pad and batch -- all on ``datasets``, with every row counted.
+
+    from hf_spam.data import load_dataset_by_name, split, tokenize, make_dataloader, longest_length
+    data = load_dataset_by_name("sms_spam", "../shared/data/sms_spam/SMSSpamCollection")
+    splits = split(data, "book", seed=123)                      # 1,045 / 149 / 300
+    tokens = tokenize(splits, tokenizer)                         # cached; no padding yet
+    train = make_dataloader(tokens["train"], tokenizer, 8, padding="longest_in_dataset", shuffle=True)
+"""
+
+from .batching import (
+    LengthGroupedBatchSampler,
+    PaddingCollator,
+    example_lengths,
+    longest_length,
+    make_dataloader,
+)
+from .cache import get_cache_dir
+from .clean import clean_text
+from .files import load_text_file, load_text_file_with_report
+from .report import DataError, LoadReport, SkippedRow
+from .sources import (
+    IMDB_HUB_ID,
+    SMS_SHA256,
+    SMS_URL,
+    load_dataset_by_name,
+    load_dataset_by_name_with_report,
+    load_imdb,
+    load_imdb_with_report,
+    load_sms_spam,
+    load_sms_spam_with_report,
+)
+from .splits import SplitReport, split, split_with_report
+from .summary import summarize
+from .tokenizing import resolve_max_length, tokenize
+
+__all__ = [
+    "IMDB_HUB_ID",
+    "SMS_SHA256",
+    "SMS_URL",
+    "DataError",
+    "LengthGroupedBatchSampler",
+    "LoadReport",
+    "PaddingCollator",
+    "SkippedRow",
+    "SplitReport",
+    "clean_text",
+    "example_lengths",
+    "get_cache_dir",
+    "load_dataset_by_name",
+    "load_dataset_by_name_with_report",
+    "load_imdb",
+    "load_imdb_with_report",
+    "load_sms_spam",
+    "load_sms_spam_with_report",
+    "load_text_file",
+    "load_text_file_with_report",
+    "longest_length",
+    "make_dataloader",
+    "resolve_max_length",
+    "split",
+    "split_with_report",
+    "summarize",
+    "tokenize",
+]
