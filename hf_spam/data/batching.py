@@ -98,6 +98,7 @@ class _EpochLengthGroupedSampler(LengthGroupedSampler):
         self.epoch = epoch
 
     def epoch_generator(self) -> torch.Generator:
+        """A generator seeded with ``seed + epoch``: the same epoch always gives the same order."""
         return torch.Generator().manual_seed(self.seed + self.epoch)
 
     def __iter__(self) -> Iterator[int]:
@@ -115,7 +116,7 @@ class LengthGroupedBatchSampler(BatchSampler):
 
     Indices come from transformers' length-grouped sampling (seeded per epoch), are cut into
     batches of ``batch_size``, and the batch order is shuffled (the batch holding the longest
-    example stays first, so out-of-memory shows at once). With ``shuffle=False`` batches run from
+    example stays first, so out-of-memory shows at once; a short final batch stays last). With ``shuffle=False`` batches run from
     longest to shortest, with no randomness. Deterministic for ``seed`` and the epoch:
     :meth:`set_epoch` picks an epoch, and each full pass moves on to the next one. Works under
     ``accelerate``: it is a ``BatchSampler`` with ``batch_size``, ``drop_last`` and a ``sampler``
@@ -141,10 +142,12 @@ class LengthGroupedBatchSampler(BatchSampler):
     def __iter__(self) -> Iterator[list[int]]:
         sampler: _EpochLengthGroupedSampler = self.sampler  # type: ignore[assignment]
         batches = list(super().__iter__())
+        # A short final batch stays last: accelerate's BatchSamplerShard expects only the last one short.
+        tail = [batches.pop()] if batches and len(batches[-1]) < self.batch_size else []
         if sampler.shuffle and len(batches) > 2:
-            rest = torch.randperm(len(batches) - 1, generator=sampler.epoch_generator()).tolist()
-            batches = [batches[0]] + [batches[i + 1] for i in rest]
-        yield from batches
+            order = torch.randperm(len(batches) - 1, generator=sampler.epoch_generator()).tolist()
+            batches = [batches[0]] + [batches[i + 1] for i in order]
+        yield from batches + tail
         sampler.set_epoch(sampler.epoch + 1)
 
 

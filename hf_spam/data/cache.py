@@ -46,6 +46,7 @@ def download_member(
     seconds; ``file://`` URLs are read directly. A checksum mismatch raises a ``ValueError``
     naming both hashes (the corrupt file is kept aside as ``*.bad`` for inspection).
     """
+    cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / member
     if target.is_file() and sha256_file(target) == sha256:
         logger.info("%s: using cached %s", what, target)
