@@ -115,12 +115,14 @@ class LengthGroupedBatchSampler(BatchSampler):
     """Batches of examples of similar length, in shuffled order; every index once per epoch.
 
     Indices come from transformers' length-grouped sampling (seeded per epoch), are cut into
-    batches of ``batch_size``, and the batch order is shuffled (the batch holding the longest
-    example stays first, so out-of-memory shows at once; a short final batch stays last). With ``shuffle=False`` batches run from
-    longest to shortest, with no randomness. Deterministic for ``seed`` and the epoch:
-    :meth:`set_epoch` picks an epoch, and each full pass moves on to the next one. Works under
-    ``accelerate``: it is a ``BatchSampler`` with ``batch_size``, ``drop_last`` and a ``sampler``
-    with ``set_epoch``, which ``accelerate``'s ``BatchSamplerShard`` / ``DataLoaderShard`` use.
+    batches of ``batch_size``, and the batch order is shuffled. The batch holding the longest
+    example stays first (out-of-memory shows at once) and a short final batch stays last. With
+    ``shuffle=False`` batches run from longest to shortest, with no randomness.
+
+    Deterministic for ``seed`` and the epoch: :meth:`set_epoch` picks an epoch, and each full
+    pass moves on to the next one. Works under ``accelerate``: it is a ``BatchSampler`` with
+    ``batch_size``, ``drop_last`` and a ``sampler`` with ``set_epoch``, which accelerate's
+    ``BatchSamplerShard`` and ``DataLoaderShard.set_epoch`` use.
     """
 
     def __init__(

@@ -51,6 +51,6 @@ def summarize(
     parts.append(split_report.format())
     if tokenizer is not None:
         max_length = resolve_max_length(tokenizer, max_length)
-        parts.append("token lengths before truncation (the tokenizer's count, special tokens included):")
-        parts.append(token_length_table(tokenize(splits, tokenizer, max_length=max_length), max_length))
+        table = token_length_table(tokenize(splits, tokenizer, max_length=max_length), max_length)
+        parts.append(f"token lengths before truncation (special tokens included):\n{table}")
     return "\n\n".join(parts)
