@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+import datasets
 from datasets import DatasetDict
 
 from ..tokenizer import load_tokenizer
@@ -63,6 +64,8 @@ def run_summary(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints the summary and returns the exit code."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        datasets.disable_progress_bars()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

@@ -59,7 +59,7 @@ class PaddingCollator:
     padding_side: PaddingSide = "right"
 
     def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
-        inputs = [{key: example[key] for key in MODEL_INPUTS} for example in features]
+        inputs = [{key: example[key] for key in MODEL_INPUTS if key in example} for example in features]
         if self.padding == "max_length":
             longest = max(len(example["input_ids"]) for example in inputs)
             if longest > self.max_length:  # type: ignore[operator]
