@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=sorted(DEFAULT_FRACTIONS),
         default=None,
-        help="split protocol (default: official for a train/test dataset such as imdb, else stratified)",
+        help="split protocol (default: official for a train/test dataset such as imdb, else book)",
     )
     summary.add_argument("--dedup", action="store_true", help="keep duplicate texts in one split")
     summary.add_argument("--seed", type=int, default=123)
@@ -53,7 +53,7 @@ def run_summary(args: argparse.Namespace) -> str:
     if args.dataset.lower() not in {"sms_spam", "sms", "imdb"}:
         kwargs.update(text_column=args.text_column, label_column=args.label_column)
     data, load_report = load_dataset_by_name_with_report(args.dataset, args.source, **kwargs)
-    protocol = args.protocol or ("official" if isinstance(data, DatasetDict) else "stratified")
+    protocol = args.protocol or ("official" if isinstance(data, DatasetDict) else "book")
     splits, split_report = split_with_report(
         data, protocol, seed=args.seed, dedup=args.dedup, fractions=args.fractions
     )
