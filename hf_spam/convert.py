@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 DROPPED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 TIED_KEY = "lm_head.weight"
+HEAD_PREFIXES = ("lm_head.", "score.")  # heads sit beside the body, never under ``transformer.``
 EMBEDDING_KEY = "transformer.wte.weight"
 
 
@@ -41,7 +42,7 @@ def normalize_key(key: str) -> str | None:
     """Our key for a transformers GPT-2 key, or None when the entry is a dropped buffer."""
     if key.endswith(DROPPED_SUFFIXES):
         return None
-    if key == TIED_KEY or key.startswith("transformer."):
+    if key.startswith(("transformer.", *HEAD_PREFIXES)):
         return key
     return "transformer." + key
 

@@ -11,12 +11,15 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 logger = logging.getLogger(__name__)
 
 HF_ENDPOINT = "https://huggingface.co"
+T = TypeVar("T")
 
 
 class OfflineError(OSError):
@@ -73,3 +76,27 @@ def ensure_reachable(what: str, url: str | None = None, alternatives: str = "", 
     if alternatives:
         message += f" {alternatives}"
     raise OfflineError(message)
+
+
+DEFAULT_ALTERNATIVES = (
+    "Pass a local folder instead (for example one built by ../shared/tools/offline_models.py, "
+    "or written by save_pretrained), or use random weights (--weights random)."
+)
+
+
+def from_pretrained_offline_first(
+    loader: Callable[..., T], source: str, what: str, alternatives: str = DEFAULT_ALTERNATIVES, **kwargs: Any
+) -> T:
+    """``loader(source, **kwargs)`` (a ``from_pretrained``), trying the local hub cache before the network.
+
+    A local path loads directly. A hub id loads from the cache when it is there; otherwise the hub must be
+    reachable, or an :class:`OfflineError` names the alternatives at once.
+    """
+    if is_local(source):
+        return loader(source, **kwargs)
+    try:
+        return loader(source, local_files_only=True, **kwargs)
+    except OSError:
+        pass  # not cached
+    ensure_reachable(what, alternatives=alternatives)
+    return loader(source, **kwargs)

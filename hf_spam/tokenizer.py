@@ -8,11 +8,15 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
-from .hub import ensure_reachable, is_local
+from .hub import from_pretrained_offline_first, is_local
 
 logger = logging.getLogger(__name__)
 
 GPT2_CONTEXT_LENGTH = 1024
+_ALTERNATIVES = (
+    "Pass a local folder instead, e.g. ../shared/models/gpt2-tokenizer (encoder.json + vocab.bpe) "
+    "or one written by tokenizer.save_pretrained()."
+)
 
 
 def load_tokenizer(source: str | os.PathLike = "gpt2", pad_with_eos: bool = True) -> PreTrainedTokenizerBase:
@@ -37,23 +41,12 @@ def load_tokenizer(source: str | os.PathLike = "gpt2", pad_with_eos: bool = True
     elif is_local(source):
         tokenizer = AutoTokenizer.from_pretrained(os.fspath(source))
     else:
-        tokenizer = _from_hub(str(source))
+        tokenizer = from_pretrained_offline_first(
+            AutoTokenizer.from_pretrained, str(source), f"tokenizer '{source}'", alternatives=_ALTERNATIVES
+        )
     if pad_with_eos and tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer '{source}' has neither a pad token nor an eos token to pad with")
         tokenizer.pad_token = tokenizer.eos_token
         logger.debug("tokenizer %s: pad_token set to eos %r", source, tokenizer.eos_token)
     return tokenizer
-
-
-def _from_hub(repo_id: str) -> PreTrainedTokenizerBase:
-    try:
-        return AutoTokenizer.from_pretrained(repo_id, local_files_only=True)  # the local hub cache
-    except OSError:
-        pass
-    ensure_reachable(
-        f"tokenizer '{repo_id}'",
-        alternatives="Pass a local folder instead, e.g. ../shared/models/gpt2-tokenizer "
-        "(encoder.json + vocab.bpe) or one written by tokenizer.save_pretrained().",
-    )
-    return AutoTokenizer.from_pretrained(repo_id)

@@ -39,3 +39,29 @@ def gpt2_tokenizer(gpt2_tokenizer_dir):
     from hf_spam.tokenizer import load_tokenizer
 
     return load_tokenizer(gpt2_tokenizer_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tokenisation caches go to a fresh folder, never to the user's ~/.cache."""
+    if "HF_SPAM_CACHE" not in os.environ:
+        os.environ["HF_SPAM_CACHE"] = str(tmp_path_factory.mktemp("hf_spam_cache"))
+    yield
+
+
+TINY_GPT2 = {"emb_dim": 32, "n_layers": 2, "n_heads": 2, "context_length": 256, "dropout": 0.0}
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A transformers GPT-2 folder (config + weights) of a tiny model with GPT-2's vocabulary."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from hf_spam import GPT2Config
+    from hf_spam.convert import config_to_transformers
+
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config_to_transformers(GPT2Config(**TINY_GPT2))).save_pretrained(path)
+    return path

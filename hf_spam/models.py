@@ -1,0 +1,137 @@
+"""Build the classifier a recipe asks for: our GPT-2, or any transformers sequence classifier.
+
+``implementation="hf_spam"``: :class:`~hf_spam.classifier.GPT2Classifier` on our GPT-2 (one of the four
+sizes, a local GPT-2 folder, or a hub id), pretrained or random. ``implementation="transformers"``:
+``AutoModelForSequenceClassification`` for any decoder (GPT-2, Llama-family such as SmolLM2) or encoder
+(BERT family), with the pad token set so batches can be padded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+
+from .args import ModelArguments
+from .classifier import GPT2Classifier
+from .convert import config_from_transformers
+from .gpt2 import GPT2, GPT2_SIZES, GPT2Config
+from .hub import from_pretrained_offline_first, is_local
+from .tokenizer import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+DROPOUT_FIELDS = (
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "attention_dropout",
+    "hidden_dropout",
+    "classifier_dropout",
+    "dropout",
+)
+_MISSING_WEIGHTS = "No GPT-2 weights? Use --weights random, or pass a local folder with --model."
+
+
+def _is_gpt2_size(name: str) -> bool:
+    return name.rsplit("/", 1)[-1] in GPT2_SIZES and not is_local(name)
+
+
+def tokenizer_for(args: ModelArguments) -> PreTrainedTokenizerBase:
+    """The tokenizer named by ``--tokenizer``, else the model folder's own, else GPT-2's."""
+    source = args.tokenizer
+    if source is None:
+        folder = Path(os.fspath(args.model)).expanduser()
+        has_own = folder.is_dir() and any(
+            (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")
+        )
+        source = args.model if has_own or not _is_gpt2_size(args.model) else "gpt2"
+    return load_tokenizer(source)
+
+
+def build_classifier(
+    args: ModelArguments, id2label: dict[int, str], tokenizer: PreTrainedTokenizerBase
+) -> nn.Module:
+    """The classifier for ``args`` with ``len(id2label)`` classes; its vocabulary covers the tokenizer's."""
+    if args.implementation == "hf_spam":
+        model = _gpt2_classifier(args, id2label)
+        vocab = model.config.vocab_size
+    else:
+        model = _transformers_classifier(args, id2label, tokenizer)
+        vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {vocab}")
+    return model
+
+
+def _gpt2_classifier(args: ModelArguments, id2label: dict[int, str]) -> GPT2Classifier:
+    overrides: dict[str, Any] = {"causal": args.causal}
+    if args.dropout is not None:
+        overrides["dropout"] = args.dropout
+    if args.weights == "random":
+        config = _gpt2_config(args.model, overrides)
+        logger.info("random %s: %s", args.model, config)
+        return GPT2Classifier(config, len(id2label), args.pooling, id2label)
+    try:
+        gpt2 = GPT2.from_pretrained(args.model)
+    except OSError as err:
+        raise type(err)(f"{err} {_MISSING_WEIGHTS}") from err
+    for key, value in overrides.items():
+        setattr(gpt2.config, key, value)
+    _set_dropout(gpt2, gpt2.config.dropout)
+    return GPT2Classifier.from_gpt2(gpt2, len(id2label), args.pooling, id2label=id2label)
+
+
+def _gpt2_config(model: str, overrides: dict[str, Any]) -> GPT2Config:
+    if _is_gpt2_size(model):
+        return GPT2Config.from_name(model, **overrides)
+    if is_local(model):  # a transformers GPT-2 folder: its sizes, none of its weights
+        config = config_from_transformers(AutoConfig.from_pretrained(model))
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+    raise ValueError(
+        f"--implementation hf_spam needs a GPT-2 size ({sorted(GPT2_SIZES)}) or a GPT-2 folder, not {model!r}"
+    )
+
+
+def _set_dropout(model: nn.Module, p: float) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        elif hasattr(module, "dropout") and isinstance(module.dropout, float):
+            module.dropout = p  # our attention's SDPA dropout
+
+
+def _transformers_classifier(
+    args: ModelArguments, id2label: dict[int, str], tokenizer: PreTrainedTokenizerBase
+) -> nn.Module:
+    if args.pooling != "last":
+        raise ValueError(
+            f"--pooling {args.pooling} needs --implementation hf_spam; transformers pools the last token"
+        )
+    config = from_pretrained_offline_first(
+        AutoConfig.from_pretrained, args.model, f"model config '{args.model}'"
+    )
+    config.num_labels = len(id2label)
+    config.id2label = dict(id2label)
+    config.label2id = {v: k for k, v in id2label.items()}
+    config.pad_token_id = tokenizer.pad_token_id  # decoders pool the last token that is not padding
+    if args.dropout is not None:
+        for name in DROPOUT_FIELDS:
+            if isinstance(getattr(config, name, None), float):
+                setattr(config, name, args.dropout)
+    if not args.causal:
+        config.is_causal = False  # transformers' mask builders then make bidirectional masks
+    if args.weights == "random":
+        return AutoModelForSequenceClassification.from_config(config)
+    return from_pretrained_offline_first(
+        AutoModelForSequenceClassification.from_pretrained, args.model, f"model '{args.model}'", config=config
+    )

@@ -1,0 +1,124 @@
+"""What a run leaves in ``outputs/<run>/``: metrics.json, args.json, history.json, curves.png, the model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def device_description(device: torch.device) -> str:
+    """The device in words: GPU name, or the CPU model and thread count."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{device.type}: {model}, {torch.get_num_threads()} threads"
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, Any]:
+    """Peak memory of this process so far: CUDA peak allocated, or the peak resident set size on CPU."""
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return {"kind": "cpu_peak_rss", "mb": kib / 1024}
+    except (OSError, StopIteration):
+        import resource
+
+        return {"kind": "cpu_peak_rss", "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` (dataclasses allowed) as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_args(run_dir: Path, *arg_groups: Any) -> None:
+    """``args.json``: every argument dataclass, the command line and library versions."""
+    import accelerate
+    import datasets
+    import transformers
+
+    data = {type(group).__name__: asdict(group) for group in arg_groups}
+    data["command"] = sys.argv
+    data["versions"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+    }
+    write_json(run_dir / "args.json", data)
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """``curves.png``: loss and accuracy against optimizer steps, train vs validation (the book's figures)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        logger.warning("no evaluation history; %s not written", path)
+        return
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        train = [
+            (s, h[f"train_{metric}"])
+            for s, h in zip(steps, history, strict=True)
+            if h[f"train_{metric}"] is not None
+        ]
+        if train:
+            ax.plot(*zip(*train, strict=True), marker="o", label=f"training {label}")
+        ax.plot(
+            steps,
+            [h[f"val_{metric}"] for h in history],
+            marker="s",
+            linestyle="-.",
+            label=f"validation {label}",
+        )
+        ax.set_xlabel("optimizer steps")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        epochs = ax.secondary_xaxis("top", functions=_step_to_epoch(history))
+        epochs.set_xlabel("epochs")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _step_to_epoch(history: list[dict[str, Any]]):
+    import numpy as np
+
+    steps = np.array([0.0] + [h["step"] for h in history])
+    epochs = np.array([0.0] + [h["epoch"] for h in history])
+    return (lambda x: np.interp(x, steps, epochs)), (lambda e: np.interp(e, epochs, steps))

@@ -1,0 +1,186 @@
+"""One fine-tuning run, end to end: data -> model -> accelerate loop -> metrics and saved model.
+
+Every fine-tuning recipe (GPT-2, BERT, any transformers classifier) calls :func:`run_classification`;
+they differ only in their argument defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import broadcast_object_list, is_mps_available, is_xpu_available, set_seed
+from datasets import DatasetDict
+from torch.utils.data import DataLoader
+from transformers import PreTrainedTokenizerBase
+
+from .args import DataArguments, ModelArguments, TrainArguments
+from .classifier import parameter_counts, set_trainable
+from .data import load_dataset_by_name, longest_length, make_dataloader, split_with_report, tokenize
+from .models import build_classifier, tokenizer_for
+from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
+from .train import Trainer, evaluate
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Tokenised splits, label names, and the length every example is padded to (if fixed)."""
+
+    tokens: DatasetDict
+    id2label: dict[int, str]
+    pad_to: int | None
+    split_report: Any
+
+
+def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+    """Load, split (``args.protocol``), subsample for smoke runs, and tokenise."""
+    named = args.dataset.lower().replace("-", "_") in ("sms_spam", "sms", "imdb")
+    extra = {} if named else {"text_column": args.text_column, "label_column": args.label_column}
+    data = load_dataset_by_name(args.dataset, args.data_source, clean=args.clean_text, **extra)
+    splits, report = split_with_report(data, args.protocol, seed=seed, dedup=args.dedup)
+    limits = {
+        "train": args.max_train_samples,
+        "validation": args.max_eval_samples,
+        "test": args.max_eval_samples,
+    }
+    splits = DatasetDict(
+        {name: ds.select(range(min(len(ds), limits[name] or len(ds)))) for name, ds in splits.items()}
+    )
+    tokens = tokenize(splits, tokenizer, max_length=args.max_length)
+    pad_to = None
+    if args.padding == "longest_in_dataset":
+        # the book pads every split to the longest training example and truncates val/test to it
+        pad_to = longest_length(tokens["train"])
+        tokens = DatasetDict(
+            {
+                name: ds if name == "train" else tokenize(splits[name], tokenizer, max_length=pad_to)
+                for name, ds in tokens.items()
+            }
+        )
+    names = splits["train"].features["label"].names
+    return PreparedData(tokens, dict(enumerate(names)), pad_to, report)
+
+
+def make_loaders(
+    data: PreparedData, tokenizer: PreTrainedTokenizerBase, args: DataArguments, train_args: TrainArguments
+) -> dict[str, DataLoader]:
+    """The shuffled training loader, and an in-order evaluation loader per split."""
+    common = {"padding": args.padding, "padding_side": args.padding_side, "pad_to": data.pad_to}
+    loaders = {
+        "train_shuffled": make_dataloader(
+            data.tokens["train"],
+            tokenizer,
+            train_args.batch_size,
+            shuffle=True,
+            seed=train_args.seed,
+            group_by_length=args.group_by_length,
+            drop_last=train_args.drop_last,
+            **common,
+        )
+    }
+    for name, ds in data.tokens.items():
+        loaders[name] = make_dataloader(ds, tokenizer, train_args.eval_batch_size, **common)
+    return loaders
+
+
+def run_dir_for(args: TrainArguments, model_args: ModelArguments, data_args: DataArguments) -> Path:
+    """``output_dir/run_name``; the default name is model-dataset-timestamp (the same on every process)."""
+    if args.run_name:
+        return Path(args.output_dir) / args.run_name
+    if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
+        return Path(args.resume_from_checkpoint).resolve().parents[1]  # run/checkpoints/step_N
+    model = Path(model_args.model).name or model_args.model
+    dataset = Path(data_args.dataset).stem
+    name = [f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    return Path(args.output_dir) / broadcast_object_list(name)[0]
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Recipe logging: INFO on the main process, warnings only on the others; accelerate's chatter quieter."""
+    import os
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(
+        level=level if main else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def has_accelerator() -> bool:
+    """True when a GPU (CUDA, MPS or XPU) is there for accelerate to use."""
+    return torch.cuda.is_available() or is_mps_available() or is_xpu_available()
+
+
+def run_classification(
+    model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
+) -> dict:
+    """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
+    accelerator = Accelerator(
+        cpu=not has_accelerator(),  # then `accelerate launch --multi_gpu --num_processes N` runs on CPUs
+        gradient_accumulation_steps=train_args.gradient_accumulation_steps,
+        log_with=None if train_args.report_to == "none" else train_args.report_to,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    run_dir = run_dir_for(train_args, model_args, data_args)
+    set_seed(train_args.seed)
+    tokenizer = tokenizer_for(model_args)
+    with accelerator.main_process_first():
+        data = prepare_data(data_args, tokenizer, train_args.seed)
+    model = build_classifier(model_args, data.id2label, tokenizer)
+    set_trainable(model, model_args.trainable)
+    counts = parameter_counts(model)
+    loaders = make_loaders(data, tokenizer, data_args, train_args)
+    if accelerator.is_main_process:
+        write_args(run_dir, model_args, data_args, train_args)
+    accelerator.init_trackers(
+        run_dir.name, config={"lr": train_args.learning_rate, "model": model_args.model}
+    )
+    trainer = Trainer(
+        model, loaders["train_shuffled"], loaders["validation"], accelerator, train_args, run_dir
+    )
+    state = trainer.train()
+    splits = {
+        name: evaluate(trainer.model, accelerator.prepare(loaders[name]), accelerator) for name in data.tokens
+    }
+    metrics = {
+        "run": run_dir.name,
+        "model": model_args.model,
+        "implementation": model_args.implementation,
+        "dataset": data_args.dataset,
+        "splits": splits,
+        "split_sizes": {name: len(ds) for name, ds in data.tokens.items()},
+        "split_report": data.split_report,
+        "training": {
+            "seconds": state.train_seconds,
+            "examples": state.examples_seen,
+            "examples_per_second": state.examples_seen / state.train_seconds if state.train_seconds else None,
+            "optimizer_steps": state.global_step,
+            "epochs_completed": state.epoch,
+            "best_step": state.best_step,
+            f"best_val_{train_args.metric_for_best}": state.best_metric,
+            "stopped_early": state.stopped_early,
+        },
+        "parameters": counts,
+        "peak_memory": peak_memory_mb(accelerator.device),
+        "device": device_description(accelerator.device),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    if accelerator.is_main_process:
+        write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "history.json", state.history)
+        plot_curves(state.history, run_dir / "curves.png", title=f"{model_args.model} on {data_args.dataset}")
+        if train_args.save_model:
+            accelerator.unwrap_model(trainer.model).save_pretrained(run_dir)
+            tokenizer.save_pretrained(run_dir)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])
+    return metrics

@@ -1,0 +1,296 @@
+"""The accelerate training loop for sequence classifiers: fit, evaluate, checkpoints, early stopping.
+
+One loop serves every model whose forward takes ``input_ids``/``attention_mask`` and returns ``.logits``
+``(B, num_labels)``: our :class:`~hf_spam.classifier.GPT2Classifier` and transformers'
+``*ForSequenceClassification``. Distribution, mixed precision and gradient accumulation come from
+``accelerate`` (``accelerate launch`` or its config); evaluation gathers predictions with
+``gather_for_metrics``, so no example is counted twice on several processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .args import TrainArguments
+from .metrics import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+BEST_WEIGHTS = "best_trainable.safetensors"
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    epoch: int = 0
+    batches_in_epoch: int = 0  # batches of the current epoch already consumed
+    global_step: int = 0  # optimizer steps
+    examples_seen: int = 0  # on all processes
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "correct": 0.0, "n": 0.0})
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def optimizer_for(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; no weight decay on biases and norm weights (1-D tensors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=learning_rate)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, Any]:
+    """Loss and classification metrics over every example of ``loader`` (each counted once)."""
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in loader:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    model.train(was_training)
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    results = {"loss": F.cross_entropy(logits, labels).item()}
+    results |= classification_metrics(torch.softmax(logits, -1).numpy(), labels.numpy())
+    return results
+
+
+class Trainer:
+    """Fine-tunes a classifier with accelerate; keeps the best weights on the validation metric.
+
+    ``train_loader`` and ``eval_loader`` are plain (unprepared) data loaders; the model may be partly
+    frozen (see :func:`hf_spam.classifier.set_trainable`): only trainable parameters are optimised and
+    saved as "best".
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        train_loader: DataLoader,
+        eval_loader: DataLoader,
+        accelerator: Accelerator,
+        args: TrainArguments,
+        run_dir: str | Path,
+    ) -> None:
+        self.accelerator = accelerator
+        self.args = args
+        self.run_dir = Path(run_dir)
+        self.state = TrainState()
+        steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
+        self.total_steps = args.max_steps or steps_per_epoch * args.num_epochs
+        optimizer = optimizer_for(model, args.learning_rate, args.weight_decay)
+        scheduler = get_scheduler(
+            args.lr_scheduler,
+            optimizer,
+            num_warmup_steps=args.warmup_steps,
+            num_training_steps=self.total_steps,
+        )
+        self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = accelerator.prepare(
+            model, optimizer, train_loader, eval_loader, scheduler
+        )
+        accelerator.register_for_checkpointing(self.state)
+        self.trainable_names = [
+            n for n, p in accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad
+        ]
+
+    # -- training -----------------------------------------------------------------------------------
+    def train(self) -> TrainState:
+        """Run (or resume) training; returns the final state with the evaluation history."""
+        args, state = self.args, self.state
+        if args.resume_from_checkpoint:
+            self.resume(args.resume_from_checkpoint)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state.global_step,
+            desc="training",
+            disable=not self.accelerator.is_local_main_process,
+        )
+        while state.epoch < args.num_epochs and not self._done():
+            self.train_loader.set_epoch(state.epoch)
+            loader = self.train_loader
+            if state.batches_in_epoch:
+                loader = self.accelerator.skip_first_batches(self.train_loader, state.batches_in_epoch)
+            start = time.perf_counter()
+            for batch in loader:
+                self._train_batch(batch)
+                if not self.accelerator.sync_gradients:
+                    continue
+                state.global_step += 1
+                bar.update(1)
+                state.train_seconds += time.perf_counter() - start
+                self._after_step(bar)
+                start = time.perf_counter()
+                if self._done():
+                    break
+            else:
+                state.train_seconds += time.perf_counter() - start
+                state.epoch += 1
+                state.batches_in_epoch = 0
+                if not state.history or state.history[-1]["step"] != state.global_step:
+                    self._evaluate(bar)  # unless eval_every just evaluated this very step
+                self.save_checkpoint()
+        bar.close()
+        self.restore_best()
+        return state
+
+    def _done(self) -> bool:
+        return self.state.stopped_early or (
+            self.args.max_steps is not None and self.state.global_step >= self.args.max_steps
+        )
+
+    def _train_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        state = self.state
+        with self.accelerator.accumulate(self.model):
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = F.cross_entropy(logits.float(), batch["labels"])
+            self.accelerator.backward(loss)
+            if self.accelerator.sync_gradients and self.args.max_grad_norm:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        state.batches_in_epoch += 1
+        n = torch.tensor(float(len(batch["labels"])), device=logits.device)
+        stats = torch.stack([loss.detach() * n, (logits.argmax(-1) == batch["labels"]).sum().float(), n])
+        loss_sum, correct, count = self.accelerator.reduce(stats, reduction="sum").tolist()
+        state.running["loss"] += loss_sum
+        state.running["correct"] += correct
+        state.running["n"] += count
+        state.examples_seen += int(count)
+
+    def _after_step(self, bar: tqdm) -> None:
+        args, step = self.args, self.state.global_step
+        if args.eval_every and step % args.eval_every == 0:
+            self._evaluate(bar)
+        if args.checkpoint_every and step % args.checkpoint_every == 0:
+            self.save_checkpoint()
+
+    # -- evaluation, best weights, early stopping ----------------------------------------------------
+    def _evaluate(self, bar: tqdm) -> None:
+        """Evaluate on the validation loader, record it in the history, track the best, maybe stop."""
+        state = self.state
+        results = evaluate(self.model, self.eval_loader, self.accelerator)
+        running = state.running
+        record = {
+            "step": state.global_step,
+            "epoch": state.epoch + state.batches_in_epoch / len(self.train_loader),
+            "examples_seen": state.examples_seen,
+            "train_loss": running["loss"] / running["n"] if running["n"] else None,
+            "train_accuracy": running["correct"] / running["n"] if running["n"] else None,
+            **{f"val_{k}": v for k, v in results.items() if k != "confusion_matrix"},
+        }
+        state.running = {"loss": 0.0, "correct": 0.0, "n": 0.0}
+        state.history.append(record)
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+        self.accelerator.log(numbers, step=state.global_step)
+        bar.set_postfix(val_acc=f"{results['accuracy']:.4f}", val_loss=f"{results['loss']:.4f}")
+        self._track_best(results)
+
+    def _track_best(self, results: dict[str, Any]) -> None:
+        state, args = self.state, self.args
+        name = args.metric_for_best.removeprefix("val_")
+        if name not in results or not isinstance(results[name], float):
+            raise KeyError(f"--metric_for_best {args.metric_for_best!r} is not one of {sorted(results)}")
+        metric = results[name]
+        best = state.best_metric
+        if best is None or (metric < best if name == "loss" else metric > best):
+            state.best_metric, state.best_step, state.evals_since_best = metric, state.global_step, 0
+            self.save_best()
+            return
+        state.evals_since_best += 1
+        if args.early_stopping_patience and state.evals_since_best >= args.early_stopping_patience:
+            logger.info("early stopping at step %d: best %s %.4f at step %d", state.global_step, name,
+                        state.best_metric, state.best_step)  # fmt: skip
+            state.stopped_early = True
+
+    def save_best(self) -> None:
+        """Write the trainable parameters to ``run_dir/best_trainable.safetensors`` (main process)."""
+        model = self.accelerator.unwrap_model(self.model)
+        params = dict(model.named_parameters())
+        tensors = {name: params[name].detach().cpu().contiguous() for name in self.trainable_names}
+        if self.accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, self.run_dir / BEST_WEIGHTS, metadata={"step": str(self.state.global_step)})
+        self.accelerator.wait_for_everyone()
+
+    def restore_best(self) -> None:
+        """Load the best trainable parameters back into the model (all processes)."""
+        self.accelerator.wait_for_everyone()
+        path = self.run_dir / BEST_WEIGHTS
+        if not path.is_file():
+            return
+        with safe_open(path, "pt") as f:
+            step = int(f.metadata()["step"])
+        if step != self.state.best_step:
+            raise RuntimeError(
+                f"{path} holds step {step}, but the best evaluation was at {self.state.best_step}"
+            )
+        model = self.accelerator.unwrap_model(self.model)
+        missing = set(self.trainable_names) - set(best := load_file(path))
+        if missing:
+            raise RuntimeError(f"{path} lacks {sorted(missing)}")
+        model.load_state_dict(best, strict=False)
+        logger.info(
+            "restored the best weights (step %s, %s=%s)",
+            self.state.best_step,
+            self.args.metric_for_best,
+            self.state.best_metric,
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """A resumable checkpoint (model, optimizer, scheduler, RNG, loop state); keeps the newest few."""
+        path = self.run_dir / CHECKPOINTS / f"step_{self.state.global_step:07d}"
+        self.accelerator.save_state(str(path))
+        if self.accelerator.is_main_process:
+            for old in sorted((self.run_dir / CHECKPOINTS).glob("step_*"))[: -self.args.save_total_limit]:
+                shutil.rmtree(old)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def resume(self, checkpoint: str) -> None:
+        """Continue from ``checkpoint`` (a folder, or ``latest`` in this run's folder)."""
+        path = Path(checkpoint)
+        if checkpoint == "latest":
+            found = sorted((self.run_dir / CHECKPOINTS).glob("step_*"))
+            if not found:
+                raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir / CHECKPOINTS}")
+            path = found[-1]
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint folder not found: {path}")
+        self.accelerator.load_state(str(path))
+        logger.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.global_step)

@@ -1,0 +1,42 @@
+"""Fine-tune GPT-2 as a text classifier (the book's chapter 6), on our GPT-2 or any transformers decoder.
+
+    accelerate launch recipes/gpt2_classifier.py \
+        --data_source ../shared/data/sms_spam/SMSSpamCollection \
+        --tokenizer ../shared/models/gpt2-tokenizer --weights random --trainable all
+
+Every switch of the book's bonus study is a flag: --trainable, --pooling, --causal, --model (size),
+--weights, --padding; --implementation transformers runs AutoModelForSequenceClassification instead
+(e.g. --model SmolLM2-135M-Instruct folder). A YAML file as first argument gives the defaults.
+Writes outputs/<run>/: metrics.json, args.json, history.json, curves.png and the saved model.
+"""
+
+from __future__ import annotations
+
+import json
+
+from accelerate import PartialState
+
+from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.run import configure_logging, run_classification
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, train_args = parse_args((ModelArguments, DataArguments, TrainArguments), argv)
+    metrics = run_classification(model_args, data_args, train_args)
+    if PartialState().is_main_process:
+        summary = {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()}
+        print(
+            json.dumps(
+                {
+                    "run": metrics["run"],
+                    "accuracy": summary,
+                    "seconds": round(metrics["training"]["seconds"], 1),
+                }
+            )
+        )
+    return metrics
+
+
+if __name__ == "__main__":
+    configure_logging()
+    main()
