@@ -84,8 +84,11 @@ class ModelArguments:
     tokenizer: str | None = field(
         default=None, metadata={"help": "tokenizer hub id or folder (default: the model's, else gpt2)"}
     )
-    pooling: Literal["last", "first", "mean"] = field(
-        default="last", metadata={"help": "which token(s) feed the head (hf_spam GPT-2 only for first/mean)"}
+    pooling: Literal["last", "first", "mean"] | None = field(
+        default=None,
+        metadata={
+            "help": "token(s) feeding the head, hf_spam GPT-2 only (default last); transformers' own head"
+        },
     )
     trainable: Literal["all", "last_block", "last_two_blocks", "head"] = field(
         default="last_block", metadata={"help": "which parameters are trained (the book: last_block)"}

@@ -78,7 +78,7 @@ def _gpt2_classifier(args: ModelArguments, id2label: dict[int, str]) -> GPT2Clas
     if args.weights == "random":
         config = _gpt2_config(args.model, overrides)
         logger.info("random %s: %s", args.model, config)
-        return GPT2Classifier(config, len(id2label), args.pooling, id2label)
+        return GPT2Classifier(config, len(id2label), args.pooling or "last", id2label)
     try:
         gpt2 = GPT2.from_pretrained(args.model)
     except OSError as err:
@@ -86,7 +86,7 @@ def _gpt2_classifier(args: ModelArguments, id2label: dict[int, str]) -> GPT2Clas
     for key, value in overrides.items():
         setattr(gpt2.config, key, value)
     _set_dropout(gpt2, gpt2.config.dropout)
-    return GPT2Classifier.from_gpt2(gpt2, len(id2label), args.pooling, id2label=id2label)
+    return GPT2Classifier.from_gpt2(gpt2, len(id2label), args.pooling or "last", id2label=id2label)
 
 
 def _gpt2_config(model: str, overrides: dict[str, Any]) -> GPT2Config:
@@ -113,9 +113,10 @@ def _set_dropout(model: nn.Module, p: float) -> None:
 def _transformers_classifier(
     args: ModelArguments, id2label: dict[int, str], tokenizer: PreTrainedTokenizerBase
 ) -> nn.Module:
-    if args.pooling != "last":
+    if args.pooling is not None:
         raise ValueError(
-            f"--pooling {args.pooling} needs --implementation hf_spam; transformers pools the last token"
+            f"--pooling {args.pooling} needs --implementation hf_spam; transformers' classifiers pool"
+            " their own way (decoders: the last non-pad token; BERT: [CLS])"
         )
     config = from_pretrained_offline_first(
         AutoConfig.from_pretrained, args.model, f"model config '{args.model}'"

@@ -6,6 +6,7 @@ they differ only in their argument defaults.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -184,3 +185,11 @@ def run_classification(
     accelerator.end_training()
     logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])
     return metrics
+
+
+def summary_line(metrics: dict) -> str:
+    """One JSON line for a recipe to print: the run, accuracy per split and training seconds."""
+    accuracy = {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()}
+    return json.dumps(
+        {"run": metrics["run"], "accuracy": accuracy, "seconds": round(metrics["training"]["seconds"], 1)}
+    )

@@ -12,28 +12,17 @@ Writes outputs/<run>/: metrics.json, args.json, history.json, curves.png and the
 
 from __future__ import annotations
 
-import json
-
 from accelerate import PartialState
 
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.run import configure_logging, run_classification
+from hf_spam.run import configure_logging, run_classification, summary_line
 
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, train_args = parse_args((ModelArguments, DataArguments, TrainArguments), argv)
     metrics = run_classification(model_args, data_args, train_args)
     if PartialState().is_main_process:
-        summary = {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()}
-        print(
-            json.dumps(
-                {
-                    "run": metrics["run"],
-                    "accuracy": summary,
-                    "seconds": round(metrics["training"]["seconds"], 1),
-                }
-            )
-        )
+        print(summary_line(metrics))
     return metrics
 
 

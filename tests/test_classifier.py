@@ -169,3 +169,38 @@ def test_export_to_transformers_and_pipeline_agree(tmp_path, gpt2_tokenizer):
 def test_classifier_cannot_generate():
     with pytest.raises(TypeError, match="no LM head"):
         classifier().generate(torch.tensor([[1, 2]]), 3)
+
+
+@torch.no_grad()
+def test_causal_switch_on_a_transformers_decoder(tmp_path, gpt2_tokenizer):
+    from transformers import LlamaForCausalLM
+
+    from hf_spam.args import ModelArguments
+    from hf_spam.models import build_classifier
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    labels = {0: "ham", 1: "spam"}
+
+    def build(causal: bool):
+        args = ModelArguments(model=str(tmp_path), implementation="transformers", causal=causal)
+        torch.manual_seed(1)  # the same fresh head both times
+        return build_classifier(args, labels, gpt2_tokenizer).eval()
+
+    causal, bidirectional = build(True), build(False)
+    ids = torch.randint(0, 50257, (2, 9), generator=torch.Generator().manual_seed(0))
+    full = torch.ones(2, 1, 9, 9, dtype=torch.bool)  # every token sees every token
+    assert causal.config.pad_token_id == gpt2_tokenizer.pad_token_id
+    torch.testing.assert_close(bidirectional(ids).logits, causal(ids, attention_mask=full).logits)
+    assert not torch.allclose(bidirectional(ids).logits, causal(ids).logits)
+
+
+def test_pooling_flag_is_refused_for_transformers_models(tmp_path, gpt2_tokenizer):
+    from hf_spam.args import ModelArguments
+    from hf_spam.models import build_classifier
+
+    args = ModelArguments(model=str(tmp_path), implementation="transformers", pooling="mean")
+    with pytest.raises(ValueError, match="--pooling mean needs --implementation hf_spam"):
+        build_classifier(args, {0: "a", 1: "b"}, gpt2_tokenizer)

@@ -1,0 +1,51 @@
+"""Fine-tune a BERT-style encoder as a text classifier ([CLS] head): the "BERT vs GPT" baseline.
+
+    accelerate launch recipes/bert_classifier.py --model /path/to/all-MiniLM-L6-v2 \
+        --data_source ../shared/data/sms_spam/SMSSpamCollection
+
+Any encoder through AutoModelForSequenceClassification (default bert-base-uncased, from the hub);
+the same data pipeline, loop, flags, metrics.json, curves.png and saved model as gpt2_classifier.py.
+--trainable all (default here) / last_block / last_two_blocks / head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from accelerate import PartialState
+
+from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.run import configure_logging, run_classification, summary_line
+
+
+@dataclass
+class EncoderModelArguments(ModelArguments):
+    """ModelArguments with encoder defaults: bert-base-uncased through transformers, all layers trained."""
+
+    model: str = field(default="bert-base-uncased", metadata={"help": "an encoder hub id or local folder"})
+    implementation: Literal["hf_spam", "transformers"] = field(
+        default="transformers", metadata={"help": "encoders run through transformers"}
+    )
+    trainable: Literal["all", "last_block", "last_two_blocks", "head"] = field(
+        default="all", metadata={"help": "which parameters are trained"}
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, train_args = parse_args(
+        (EncoderModelArguments, DataArguments, TrainArguments), argv
+    )
+    if model_args.implementation != "transformers":
+        raise SystemExit(
+            "bert_classifier.py runs encoders through transformers; use gpt2_classifier.py for GPT-2"
+        )
+    metrics = run_classification(model_args, data_args, train_args)
+    if PartialState().is_main_process:
+        print(summary_line(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    configure_logging()
+    main()
