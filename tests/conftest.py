@@ -65,3 +65,46 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     GPT2LMHeadModel(config_to_transformers(GPT2Config(**TINY_GPT2))).save_pretrained(path)
     return path
+
+
+TINY_BERT_WORDS = (
+    ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + list("abcdefghijklmnopqrstuvwxyz0123456789!?.,'&:/-£")
+    + ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    + [
+        "free",
+        "call",
+        "win",
+        "prize",
+        "you",
+        "me",
+        "ok",
+        "the",
+        "to",
+        "now",
+        "txt",
+        "claim",
+        "urgent",
+        "mobile",
+        "i",
+        "a",
+        "and",
+        "is",
+        "in",
+    ]
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A tiny BERT encoder folder (config, random weights, WordPiece tokenizer), as from the hub."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(TINY_BERT_WORDS), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)  # fmt: skip
+    BertModel(config).save_pretrained(path)
+    BertTokenizer(vocab={word: i for i, word in enumerate(TINY_BERT_WORDS)}).save_pretrained(path)
+    return path

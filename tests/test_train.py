@@ -207,3 +207,41 @@ def test_two_processes_count_every_eval_example_once(tiny_gpt2_dir, gpt2_tokeniz
     # training: 5 batches of 8 (drop_last) dealt to 2 processes -> 2 rounds of 2 x 8; the odd batch is dropped
     assert metrics["training"]["optimizer_steps"] == 2
     assert metrics["training"]["examples"] == 32
+
+
+def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import bert_classifier
+    finally:
+        sys.path.pop(0)
+    metrics = bert_classifier.main([
+        "--model", str(tiny_bert_dir), "--data_source", str(sms_file), "--output_dir", str(tmp_path),
+        "--run_name", "bert", "--max_train_samples", "64", "--max_eval_samples", "17", "--num_epochs", "2",
+        "--learning_rate", "1e-3", "--trainable", "last_block",
+    ])  # fmt: skip
+    assert metrics["implementation"] == "transformers"
+    assert metrics["splits"]["test"]["n"] == 17
+    assert 0 < metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
+    saved = json.loads((tmp_path / "bert" / "config.json").read_text())
+    assert saved["architectures"] == ["BertForSequenceClassification"]
+    assert saved["id2label"] == {"0": "ham", "1": "spam"}
+
+    import transformers
+
+    from hf_spam.predict import Predictor
+
+    texts = ["urgent! call now to claim your free prize", "ok i am in the car"]
+    pipe = transformers.pipeline("text-classification", model=str(tmp_path / "bert"))
+    for mine, theirs in zip(Predictor(tmp_path / "bert")(texts), pipe(texts), strict=True):
+        assert mine["label"] == theirs["label"]
+        assert mine["probability"] == pytest.approx(theirs["score"], abs=1e-5)
+
+
+def test_bf16_mixed_precision_from_the_accelerate_environment(base_args, monkeypatch):
+    monkeypatch.setenv(
+        "ACCELERATE_MIXED_PRECISION", "bf16"
+    )  # what `accelerate launch --mixed_precision bf16` sets
+    metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
+    assert metrics["mixed_precision"] == "bf16"
+    assert all(0.0 <= m["accuracy"] <= 1.0 and m["loss"] == m["loss"] for m in metrics["splits"].values())
