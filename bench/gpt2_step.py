@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_spam import GPT2
+from hf_spam.outputs import device_description
 
 
 def build(size: str, device: str, dtype: torch.dtype, which: str = "both") -> dict[str, torch.nn.Module]:
@@ -124,13 +124,12 @@ def main() -> None:
         for name in order:
             times[name].append(timed(steps[name], args.device))
     ratios = [t / o for o, t in zip(times["ours"], times["transformers"], strict=True)]
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     result = {
         "size": args.size,
         "batch": args.batch,
         "seq": args.seq,
         "dtype": args.dtype,
-        "device": f"{args.device} ({device_name}, {torch.get_num_threads()} threads)",
+        "device": device_description(torch.device(args.device)),
         "torch": torch.__version__,
         "median_step_s": {name: statistics.median(t) for name, t in times.items()},
         "median_speedup_ours_vs_transformers": statistics.median(ratios),
