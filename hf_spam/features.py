@@ -316,6 +316,11 @@ def embedding_inputs(
     args: FeatureArguments, data_args: DataArguments, splits: DatasetDict
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, Any], Backbone]:
     """``(X, y)`` per split from the frozen backbone (cached), what was done, and the backbone."""
+    if (data_args.padding, data_args.padding_side, data_args.group_by_length) != ("dynamic", "right", False):
+        logger.warning(
+            "--padding/--padding_side/--group_by_length are ignored: batches are sorted by length "
+            "and padded on the right to their longest text (pooling reads the attention mask)"
+        )
     backbone = load_backbone(args)
     max_length = resolve_max_length(backbone.tokenizer, data_args.max_length)
     if backbone.context_length and max_length > backbone.context_length:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hf_spam import features
-from hf_spam.args import DataArguments
+from hf_spam.args import DataArguments, parse_args
 from hf_spam.baselines import (
     embedding_pipeline,
     evaluate_classifier,
@@ -273,3 +273,17 @@ def test_features_cache_file_depends_on_data_backbone_and_pooling(
         features_cache_file(train, ours, "mean", tmp_path)[0],
     ]
     assert len({base, *others}) == 5 and base.parent == tmp_path / "features"
+
+
+def test_arguments_from_yaml_and_the_command_line(tmp_path):
+    config = tmp_path / "features.yaml"
+    config.write_text("method: bow\nC_grid: [0.5, 2]\npooling: cls\nmax_train_samples: 10\n")
+    args, data_args = parse_args((FeatureArguments, DataArguments), [str(config), "--C_grid", "3", "4"])
+    assert (args.method, args.pooling, args.C_grid, data_args.max_train_samples) == (
+        "bow",
+        "cls",
+        [3.0, 4.0],
+        10,
+    )
+    with pytest.raises(ValueError, match="C_grid"):
+        FeatureArguments(C_grid=[1.0, -1.0])
