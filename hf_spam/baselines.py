@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from datasets import DatasetDict
 from sklearn.base import clone
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -31,10 +30,11 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .args import DataArguments
-from .data import SplitReport, load_dataset_by_name, split_with_report
+from .data import SplitReport
 from .features import FeatureArguments, embedding_inputs
 from .metrics import classification_metrics
 from .outputs import device_description, peak_memory_mb, write_args, write_json
+from .run import load_splits
 
 logger = logging.getLogger(__name__)
 
@@ -133,22 +133,6 @@ def evaluate_classifier(model: Pipeline, x: Any, y: Sequence[int] | np.ndarray) 
     return {"loss": float(log_loss(y, probabilities, labels=classes))} | classification_metrics(
         probabilities, y
     )
-
-
-def load_splits(args: DataArguments, seed: int) -> tuple[DatasetDict, SplitReport]:
-    """Load, split by ``args.protocol`` and cut to ``max_*_samples``: :func:`hf_spam.run.prepare_data`
-    without the tokenising (TF-IDF needs none), and the split report."""
-    named = args.dataset.lower().replace("-", "_") in ("sms_spam", "sms", "imdb")
-    extra = {} if named else {"text_column": args.text_column, "label_column": args.label_column}
-    data = load_dataset_by_name(args.dataset, args.data_source, clean=args.clean_text, **extra)
-    splits, report = split_with_report(data, args.protocol, seed=seed, dedup=args.dedup)
-    limits = {
-        "train": args.max_train_samples,
-        "validation": args.max_eval_samples,
-        "test": args.max_eval_samples,
-    }
-    cut = {name: ds.select(range(min(len(ds), limits[name] or len(ds)))) for name, ds in splits.items()}
-    return DatasetDict(cut), report
 
 
 def _metrics(

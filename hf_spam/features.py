@@ -39,7 +39,7 @@ from .data import (
 )
 from .gpt2 import GPT2
 from .hub import from_pretrained_offline_first, is_local
-from .models import _gpt2_config, tokenizer_for
+from .models import gpt2_config, tokenizer_for
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def load_backbone(args: FeatureArguments, device: torch.device | None = None) ->
     tokenizer = tokenizer_for(ModelArguments(model=args.model, tokenizer=args.tokenizer))
     if args.implementation == "hf_spam":
         try:
-            config: Any = _gpt2_config(args.model, {})
+            config: Any = gpt2_config(args.model, {})
         except ValueError:  # another GPT-2 repo on the hub: its own config
             if args.weights == "random":
                 raise

@@ -76,7 +76,7 @@ def _gpt2_classifier(args: ModelArguments, id2label: dict[int, str]) -> GPT2Clas
     if args.dropout is not None:
         overrides["dropout"] = args.dropout
     if args.weights == "random":
-        config = _gpt2_config(args.model, overrides)
+        config = gpt2_config(args.model, overrides)
         logger.info("random %s: %s", args.model, config)
         return GPT2Classifier(config, len(id2label), args.pooling or "last", id2label)
     try:
@@ -89,7 +89,8 @@ def _gpt2_classifier(args: ModelArguments, id2label: dict[int, str]) -> GPT2Clas
     return GPT2Classifier.from_gpt2(gpt2, len(id2label), args.pooling or "last", id2label=id2label)
 
 
-def _gpt2_config(model: str, overrides: dict[str, Any]) -> GPT2Config:
+def gpt2_config(model: str, overrides: dict[str, Any]) -> GPT2Config:
+    """Our config for a GPT-2 size name or a transformers GPT-2 folder, with ``overrides`` applied."""
     if _is_gpt2_size(model):
         return GPT2Config.from_name(model, **overrides)
     if is_local(model):  # a transformers GPT-2 folder: its sizes, none of its weights

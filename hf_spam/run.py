@@ -22,7 +22,14 @@ from transformers import PreTrainedTokenizerBase
 
 from .args import DataArguments, ModelArguments, TrainArguments
 from .classifier import parameter_counts, set_trainable
-from .data import load_dataset_by_name, longest_length, make_dataloader, split_with_report, tokenize
+from .data import (
+    SplitReport,
+    load_dataset_by_name,
+    longest_length,
+    make_dataloader,
+    split_with_report,
+    tokenize,
+)
 from .models import build_classifier, tokenizer_for
 from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
 from .train import Trainer, evaluate
@@ -40,8 +47,8 @@ class PreparedData:
     split_report: Any
 
 
-def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
-    """Load, split (``args.protocol``), subsample for smoke runs, and tokenise."""
+def load_splits(args: DataArguments, seed: int) -> tuple[DatasetDict, SplitReport]:
+    """Load, split by ``args.protocol`` and cut to ``max_*_samples`` (smoke runs); with the split report."""
     named = args.dataset.lower().replace("-", "_") in ("sms_spam", "sms", "imdb")
     extra = {} if named else {"text_column": args.text_column, "label_column": args.label_column}
     data = load_dataset_by_name(args.dataset, args.data_source, clean=args.clean_text, **extra)
@@ -51,9 +58,13 @@ def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: 
         "validation": args.max_eval_samples,
         "test": args.max_eval_samples,
     }
-    splits = DatasetDict(
-        {name: ds.select(range(min(len(ds), limits[name] or len(ds)))) for name, ds in splits.items()}
-    )
+    cut = {name: ds.select(range(min(len(ds), limits[name] or len(ds)))) for name, ds in splits.items()}
+    return DatasetDict(cut), report
+
+
+def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
+    """:func:`load_splits`, then tokenise (padding to a fixed length is the collator's job)."""
+    splits, report = load_splits(args, seed)
     tokens = tokenize(splits, tokenizer, max_length=args.max_length)
     pad_to = None
     if args.padding == "longest_in_dataset":

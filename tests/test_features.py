@@ -14,12 +14,7 @@ import torch
 
 from hf_spam import features
 from hf_spam.args import DataArguments, parse_args
-from hf_spam.baselines import (
-    embedding_pipeline,
-    evaluate_classifier,
-    fit_with_validation,
-    load_splits,
-)
+from hf_spam.baselines import embedding_pipeline, evaluate_classifier, fit_with_validation
 from hf_spam.classifier import pool
 from hf_spam.data import tokenize
 from hf_spam.features import (
@@ -29,6 +24,7 @@ from hf_spam.features import (
     features_cache_file,
     load_backbone,
 )
+from hf_spam.run import load_splits
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = {  # the top-level keys of hf_spam.run.run_classification's metrics.json
