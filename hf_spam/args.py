@@ -52,9 +52,11 @@ class DataArguments:
     group_by_length: bool = field(
         default=False, metadata={"help": "batch examples of similar length (speed)"}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N train rows"})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "use a random (seeded) subset of N train rows"}
+    )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "use only the first N val/test rows"}
+        default=None, metadata={"help": "use a random (seeded) subset of N validation and N test rows"}
     )
 
     def __post_init__(self) -> None:

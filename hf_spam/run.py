@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import broadcast_object_list, is_mps_available, is_xpu_available, set_seed
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
@@ -48,7 +48,7 @@ class PreparedData:
 
 
 def load_splits(args: DataArguments, seed: int) -> tuple[DatasetDict, SplitReport]:
-    """Load, split by ``args.protocol`` and cut to ``max_*_samples`` (smoke runs); with the split report."""
+    """Load, split by ``args.protocol``, keep ``max_*_samples`` random rows; with the split report."""
     named = args.dataset.lower().replace("-", "_") in ("sms_spam", "sms", "imdb")
     extra = {} if named else {"text_column": args.text_column, "label_column": args.label_column}
     data = load_dataset_by_name(args.dataset, args.data_source, clean=args.clean_text, **extra)
@@ -58,8 +58,16 @@ def load_splits(args: DataArguments, seed: int) -> tuple[DatasetDict, SplitRepor
         "validation": args.max_eval_samples,
         "test": args.max_eval_samples,
     }
-    cut = {name: ds.select(range(min(len(ds), limits[name] or len(ds)))) for name, ds in splits.items()}
+    cut = {name: _subset(ds, limits[name], seed) for name, ds in splits.items()}
     return DatasetDict(cut), report
+
+
+def _subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random subset of ``n`` rows (official test sets are sorted by label: never the first n)."""
+    if n is None or n >= len(ds):
+        return ds
+    logger.info("using %d of %d rows (a random subset, seed %d)", n, len(ds), seed)
+    return ds.shuffle(seed=seed).select(range(n)).flatten_indices()
 
 
 def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:

@@ -245,3 +245,18 @@ def test_bf16_mixed_precision_from_the_accelerate_environment(base_args, monkeyp
     metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
     assert metrics["mixed_precision"] == "bf16"
     assert all(0.0 <= m["accuracy"] <= 1.0 and m["loss"] == m["loss"] for m in metrics["splits"].values())
+
+
+def test_sample_limits_take_random_rows_not_the_first(imdb_dir):
+    from hf_spam.run import load_splits
+
+    # the official IMDB test set is sorted neg then pos: its first 200 rows are all negative
+    args = DataArguments(
+        dataset="imdb", data_source=str(imdb_dir), max_train_samples=100, max_eval_samples=200
+    )
+    splits, report = load_splits(args, seed=123)
+    assert {name: len(ds) for name, ds in splits.items()} == {"train": 100, "validation": 200, "test": 200}
+    assert 60 < sum(splits["test"]["label"]) < 140  # both classes, near half and half
+    again, _ = load_splits(args, seed=123)
+    assert again["test"]["text"] == splits["test"]["text"]
+    assert report.split_sizes()["test"] == 25_000  # the report describes the full split
