@@ -31,16 +31,15 @@ class EncoderModelArguments(ModelArguments):
         default="all", metadata={"help": "which parameters are trained"}
     )
 
+    def __post_init__(self) -> None:
+        if self.implementation != "transformers":
+            raise ValueError(
+                "bert_classifier.py runs encoders through transformers; GPT-2: gpt2_classifier.py"
+            )
+
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args = parse_args(
-        (EncoderModelArguments, DataArguments, TrainArguments), argv
-    )
-    if model_args.implementation != "transformers":
-        raise SystemExit(
-            "bert_classifier.py runs encoders through transformers; use gpt2_classifier.py for GPT-2"
-        )
-    metrics = run_classification(model_args, data_args, train_args)
+    metrics = run_classification(*parse_args((EncoderModelArguments, DataArguments, TrainArguments), argv))
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics

@@ -19,8 +19,7 @@ from hf_spam.run import configure_logging, run_classification, summary_line
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args = parse_args((ModelArguments, DataArguments, TrainArguments), argv)
-    metrics = run_classification(model_args, data_args, train_args)
+    metrics = run_classification(*parse_args((ModelArguments, DataArguments, TrainArguments), argv))
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics
