@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,6 @@ def run_dir_for(args: TrainArguments, model_args: ModelArguments, data_args: Dat
 
 def configure_logging(level: int = logging.INFO) -> None:
     """Recipe logging: INFO on the main process, warnings only on the others; accelerate's chatter quieter."""
-    import os
-
     main = int(os.environ.get("RANK", "0")) == 0
     logging.basicConfig(
         level=level if main else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,6 +137,17 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or is_mps_available() or is_xpu_available()
 
 
+def warn_if_cpu_underused(accelerator: Accelerator) -> None:
+    """Say so when training on CPU with fewer threads than cores (``accelerate launch`` defaults to one)."""
+    cores = (os.cpu_count() or 1) // accelerator.num_processes
+    if accelerator.device.type == "cpu" and torch.get_num_threads() < cores:
+        logger.warning(
+            "training on CPU with %d thread(s) per process while %d cores are free: pass "
+            "--num_cpu_threads_per_process %d to accelerate launch (its default is 1)",
+            torch.get_num_threads(), cores, cores,
+        )  # fmt: skip
+
+
 def run_classification(
     model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
 ) -> dict:
@@ -148,6 +158,7 @@ def run_classification(
         log_with=None if train_args.report_to == "none" else train_args.report_to,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    warn_if_cpu_underused(accelerator)
     run_dir = run_dir_for(train_args, model_args, data_args)
     set_seed(train_args.seed)
     tokenizer = tokenizer_for(model_args)
