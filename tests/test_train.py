@@ -86,11 +86,13 @@ def test_gradient_accumulation_and_early_stopping(base_args):
     assert metrics["training"]["optimizer_steps"] == 2 * 3  # 6 batches per epoch -> 3 optimizer steps
     assert metrics["training"]["examples"] == 2 * 48
     stopped = run([
-        *base_args, "--run_name", "stop", "--learning_rate", "1e-9", "--num_epochs", "20",
-        "--eval_every", "0", "--early_stopping_patience", "2", "--metric_for_best", "loss",
+        *base_args, "--run_name", "stop", "--learning_rate", "1e-12", "--num_epochs", "20",
+        "--eval_every", "0", "--early_stopping_patience", "2", "--metric_for_best", "accuracy",
     ])  # fmt: skip
+    # lr 1e-12 leaves every prediction as it was: validation accuracy never improves after epoch 1
     assert stopped["training"]["stopped_early"]
-    assert stopped["training"]["epochs_completed"] < 20
+    assert stopped["training"]["epochs_completed"] == 3
+    assert stopped["training"]["best_step"] == 6
 
 
 def test_outputs_pipeline_and_predict(base_args, tmp_path):
@@ -260,3 +262,14 @@ def test_sample_limits_take_random_rows_not_the_first(imdb_dir):
     again, _ = load_splits(args, seed=123)
     assert again["test"]["text"] == splits["test"]["text"]
     assert report.split_sizes()["test"] == 25_000  # the report describes the full split
+
+
+def test_best_checkpoint_follows_the_chosen_metric(base_args, tmp_path):
+    for metric, pick in (("loss", min), ("accuracy", max)):
+        metrics = run([*base_args, "--run_name", metric, "--num_epochs", "3", "--metric_for_best", metric])
+        history = json.loads((tmp_path / metric / "history.json").read_text())
+        values = [h[f"val_{metric}"] for h in history]
+        best = history[values.index(pick(values))]  # the first best
+        assert metrics["training"]["best_step"] == best["step"]
+        # the restored weights are the best ones: the final validation score equals the best one
+        assert metrics["splits"]["validation"][metric] == pytest.approx(best[f"val_{metric}"], abs=1e-6)
