@@ -25,37 +25,18 @@ from .convert import (
     to_transformers_state_dict,
 )
 from .gpt2 import GPT2, GPT2Config
+from .remote.modeling_hf_spam import (
+    POOLINGS,
+    HfSpamGPT2Config,
+    HfSpamGPT2ForSequenceClassification,
+    pool,
+)
 
 logger = logging.getLogger(__name__)
 
 Pooling = Literal["last", "first", "mean"]
 Trainable = Literal["all", "last_block", "last_two_blocks", "head"]
-POOLINGS: tuple[str, ...] = ("last", "first", "mean")
 TRAINABLE: tuple[str, ...] = ("all", "last_block", "last_two_blocks", "head")
-
-
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: Pooling) -> torch.Tensor:
-    """Reduce hidden states ``(B, T, C)`` to ``(B, C)``, reading real tokens only.
-
-    ``last``: the last real token (the rightmost mask 1), right for left and right padding alike — the
-    book's ``[:, -1]`` reads a pad token on right-padded batches. ``first``: the first real token.
-    ``mean``: the mean over real tokens.
-    """
-    B, T, _ = hidden.shape
-    if attention_mask is None:
-        attention_mask = torch.ones(B, T, dtype=torch.long, device=hidden.device)
-    mask = attention_mask.to(hidden.device).long()
-    if pooling == "mean":
-        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-    positions = torch.arange(T, device=hidden.device)
-    if pooling == "last":
-        index = (positions * mask).argmax(-1)  # the rightmost real token
-    elif pooling == "first":
-        index = mask.argmax(-1)  # argmax returns the first maximum: the leftmost real token
-    else:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-    return hidden[torch.arange(B, device=hidden.device), index]
 
 
 class GPT2Classifier(GPT2):
@@ -112,19 +93,21 @@ class GPT2Classifier(GPT2):
         raise TypeError("a GPT2Classifier has no LM head and cannot generate text")
 
     def to_transformers(self) -> Any:
-        """An equivalent ``transformers.GPT2ForSequenceClassification`` (same weights).
+        """An equivalent transformers classifier (same weights, same predictions).
 
-        transformers pools the rightmost token that is not ``pad_token_id``; that equals our ``last``
-        pooling for texts that do not contain the pad (= end-of-text) token. ``first``/``mean`` pooling have
-        no transformers equivalent: the export still holds the weights, and a warning says so.
+        ``last`` pooling: a ``GPT2ForSequenceClassification``, which pools the rightmost token that is not
+        ``pad_token_id`` — our ``last`` for texts that do not contain the pad (= end-of-text) token.
+        ``first``/``mean``: a :class:`~hf_spam.remote.modeling_hf_spam.HfSpamGPT2ForSequenceClassification`,
+        whose ``save_pretrained`` writes its code beside the weights: transformers loads that folder only
+        with ``trust_remote_code=True`` (and then pools as we do), never silently as a last-token GPT-2.
         """
         from transformers import GPT2ForSequenceClassification
 
-        if self.pooling != "last":
-            logger.warning(
-                "pooling=%r has no transformers equivalent; pipeline() will pool the last token", self.pooling
-            )
         hf_config = config_to_transformers(self.config)
+        model_class = GPT2ForSequenceClassification
+        if self.pooling != "last":
+            hf_config = HfSpamGPT2Config(pooling=self.pooling, **hf_config.to_diff_dict())
+            model_class = HfSpamGPT2ForSequenceClassification
         hf_config.num_labels = self.num_labels
         hf_config.id2label = dict(self.id2label)
         hf_config.label2id = {v: k for k, v in self.id2label.items()}
@@ -135,7 +118,7 @@ class GPT2Classifier(GPT2):
             "causal": self.config.causal,
         }
         with torch.device("meta"):
-            hf_model = GPT2ForSequenceClassification(hf_config)
+            hf_model = model_class(hf_config)
         hf_model.load_state_dict(to_transformers_state_dict(self.state_dict()), assign=True)
         return hf_model.train(self.training)
 
@@ -147,9 +130,7 @@ class GPT2Classifier(GPT2):
 
         Returned in eval mode, as transformers' ``from_pretrained`` does.
         """
-        from transformers import AutoConfig
-
-        hf_config = AutoConfig.from_pretrained(directory)
+        hf_config = HfSpamGPT2Config.from_dict(_config_dict(directory))
         extra = getattr(hf_config, "hf_spam", None) or {}
         config = config_from_transformers(hf_config)
         config.causal = extra.get("causal", config.causal)
@@ -231,9 +212,21 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 def load_classifier(directory: str | os.PathLike) -> nn.Module:
     """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(directory)
-    if (getattr(config, "hf_spam", None) or {}).get("class") == GPT2Classifier.__name__:
+    from .models import positions_from_mask
+
+    if (_config_dict(directory).get("hf_spam") or {}).get("class") == GPT2Classifier.__name__:
         return GPT2Classifier.from_transformers_folder(directory)
-    return AutoModelForSequenceClassification.from_pretrained(directory)
+    return positions_from_mask(AutoModelForSequenceClassification.from_pretrained(directory))
+
+
+def _config_dict(directory: str | os.PathLike) -> dict[str, Any]:
+    """The folder's config.json as a dict: read without running any custom code it names."""
+    from transformers import PretrainedConfig
+
+    return PretrainedConfig.get_config_dict(directory)[0]
+
+
+HfSpamGPT2Config.register_for_auto_class()  # save_pretrained then writes the code and config.json's auto_map
+HfSpamGPT2ForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

@@ -39,11 +39,20 @@ def looks_like_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not source.endswith((".json", ".safetensors", ".bin", ".pt"))
 
 
-def _offline_mode() -> bool:
-    return any(
-        os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
-        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+def offline_mode() -> bool:
+    """True when huggingface_hub's offline mode is on, or datasets' (``HF_DATASETS_OFFLINE``).
+
+    huggingface_hub's switch is ``huggingface_hub.constants.HF_HUB_OFFLINE`` (what ``is_offline_mode()``
+    returns), set from ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` when it is imported and settable by
+    code. The same variables are read again here, with huggingface_hub's rule for true values, so a
+    variable set after the import (a notebook cell, a test) counts too.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    return any(os.environ.get(name, "").upper() in constants.ENV_VARS_TRUE_VALUES for name in names)
 
 
 def _host_reachable(url: str, timeout: float) -> bool:
@@ -66,7 +75,7 @@ def ensure_reachable(what: str, url: str | None = None, alternatives: str = "", 
         timeout: seconds for the connection attempt.
     """
     url = url or os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
-    if _offline_mode():
+    if offline_mode():
         reason = "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE)"
     elif not _host_reachable(url, timeout):
         reason = f"{urlparse(url).hostname} cannot be reached (no network?)"

@@ -8,6 +8,7 @@ sizes, a local GPT-2 folder, or a hub id), pretrained or random. ``implementatio
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from pathlib import Path
@@ -15,11 +16,15 @@ from typing import Any
 
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
 
 from .args import ModelArguments
 from .classifier import GPT2Classifier
 from .convert import config_from_transformers
-from .gpt2 import GPT2, GPT2_SIZES, GPT2Config
+from .gpt2 import GPT2, GPT2_SIZES, GPT2Config, position_ids_from_mask
 from .hub import from_pretrained_offline_first, is_local
 from .tokenizer import load_tokenizer
 
@@ -133,7 +138,49 @@ def _transformers_classifier(
     if not args.causal:
         config.is_causal = False  # transformers' mask builders then make bidirectional masks
     if args.weights == "random":
-        return AutoModelForSequenceClassification.from_config(config)
-    return from_pretrained_offline_first(
+        return positions_from_mask(AutoModelForSequenceClassification.from_config(config))
+    model = from_pretrained_offline_first(
         AutoModelForSequenceClassification.from_pretrained, args.model, f"model '{args.model}'", config=config
     )
+    return positions_from_mask(model)
+
+
+def _is_decoder_only(config: Any) -> bool:
+    """A decoder: transformers has a causal LM and no masked LM for it (GPT-2, Llama, Qwen, ...; not BERT)."""
+    model_type = getattr(config, "model_type", None)
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+        and not getattr(config, "is_encoder_decoder", False)
+    )
+
+
+def _position_ids_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    mask = kwargs.get("attention_mask")
+    no_cache = kwargs.get("past_key_values") is None  # a classifier's single forward
+    if mask is not None and mask.ndim == 2 and kwargs.get("position_ids") is None and no_cache:
+        kwargs["position_ids"] = position_ids_from_mask(mask)
+    return args, kwargs
+
+
+def positions_from_mask(model: nn.Module) -> nn.Module:
+    """Make a transformers decoder count positions from each row's first real token, as our GPT-2 does.
+
+    transformers' ``*ForSequenceClassification`` forward uses ``arange(T)`` when no ``position_ids`` are
+    given, so a left-padded row of a GPT-2 (absolute positions) gets other logits than the same row alone.
+    A forward pre-hook on the base model passes ``attention_mask.cumsum(-1) - 1`` (clamped at 0) instead,
+    as ``generate`` does; it sits below any peft wrapper and changes no weights. Encoders (BERT's ``[CLS]``
+    at 0, RoBERTa's offset positions) and models whose forward takes no ``position_ids`` are left as they
+    are. Returns ``model``.
+    """
+    base = getattr(model, "base_model", None)
+    config = getattr(model, "config", None)
+    if base is None or base is model or not _is_decoder_only(config):
+        return model
+    if "position_ids" not in inspect.signature(base.forward).parameters:
+        return model
+    if not getattr(base, "_hf_spam_positions_from_mask", False):
+        base.register_forward_pre_hook(_position_ids_hook, with_kwargs=True)
+        base._hf_spam_positions_from_mask = True
+        logger.info("%s: position ids counted from each row's first real token", type(model).__name__)
+    return model
