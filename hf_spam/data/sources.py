@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -228,11 +229,22 @@ def load_imdb(
 NAMED = {"sms_spam": "sms_spam", "sms": "sms_spam", "imdb": "imdb"}
 
 
-def _named(name: str | os.PathLike | Sequence[str | os.PathLike]) -> str | None:
+def named_dataset(name: str | os.PathLike | Sequence[str | os.PathLike]) -> str | None:
     """``sms_spam`` or ``imdb`` when ``name`` is one of the named datasets, else None."""
     if not isinstance(name, str):
         return None
     return NAMED.get(name.lower().replace("-", "_"))
+
+
+def dataset_label(name: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
+    """A short name for run folders: ``sms_spam``, ``imdb``, a file's stem, stems joined by ``+``
+    for several files; pattern characters (``data/*.csv``) are dropped, never kept in a folder name."""
+    named = named_dataset(name)
+    if named is not None:
+        return named
+    parts = name.split(",") if isinstance(name, str) else [os.fspath(part) for part in name]
+    stems = [re.sub(r"[^\w.+-]+", "", Path(part.strip()).stem) for part in parts if part.strip()]
+    return "+".join(stem for stem in stems if stem) or "data"
 
 
 def _names_files(name: str) -> bool:
@@ -248,7 +260,7 @@ def load_dataset_by_name_with_report(
     name: str | os.PathLike | Sequence[str | os.PathLike], source: str | os.PathLike | None = None, **kwargs
 ) -> tuple[Dataset | DatasetDict, LoadReport]:
     """Like :func:`load_dataset_by_name`, and also return the :class:`LoadReport`."""
-    named = _named(name)
+    named = named_dataset(name)
     if named == "sms_spam":
         return load_sms_spam_with_report(source, **kwargs)
     if named == "imdb":
