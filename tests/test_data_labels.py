@@ -51,7 +51,7 @@ def test_case_and_space_variants_are_an_error_naming_each_with_its_count(tmp_pat
     assert message.startswith(f"{path}: labels that differ only by case or surrounding whitespace")
     assert f"'spam' (3 rows, first at {path}, line 2)" in message
     assert f"'Spam' (2 rows, first at {path}, line 5)" in message
-    assert f"'spam ' (1 rows, first at {path}, line 7)" in message
+    assert f"'spam ' (1 row, first at {path}, line 7)" in message
     assert "--label_map 'Spam=spam,spam =spam'" in message
 
 
@@ -102,7 +102,7 @@ def test_sms_labels_differing_by_case_are_read_as_the_fixed_classes(tmp_path, ca
     path.write_text("ham\thello\nSpam\tWIN now\nspam\tfree prize\n")
     with caplog.at_level(logging.WARNING):
         ds = load_sms_spam(path)
-    assert ds["label"][:] == [0, 1, 1] and "'Spam' (1 rows) as the declared class 'spam'" in caplog.text
+    assert ds["label"][:] == [0, 1, 1] and "'Spam' (1 row) as the declared class 'spam'" in caplog.text
 
 
 # --- numbers --------------------------------------------------------------------------------------

@@ -110,6 +110,10 @@ def _fold(label: str) -> str:
     return label.strip().casefold()
 
 
+def _rows(count: int) -> str:
+    return f"{count} row{'' if count == 1 else 's'}"
+
+
 def _where(entry: Entry, source: str) -> str:
     return f"{entry.file or source}, {entry.unit} {entry.line}"
 
@@ -155,7 +159,7 @@ def _fold_onto_names(entries: list[Entry], source: str, names: Sequence[str]) ->
             entry.label = by_fold[_fold(label)][0]
             renamed[(label, entry.label)] += 1
     for (raw, name), count in sorted(renamed.items()):
-        logger.warning("%s: read label %r (%d rows) as the declared class %r", source, raw, count, name)
+        logger.warning("%s: read label %r (%s) as the declared class %r", source, raw, _rows(count), name)
 
 
 def _check_variants(entries: list[Entry], source: str, declared: Sequence[str] | None) -> None:
@@ -177,7 +181,7 @@ def _check_variants(entries: list[Entry], source: str, declared: Sequence[str] |
     if not clashes:
         return
     described = [
-        f"{label!r} ({counts[label]} rows, first at {_where(first[label], source)})"
+        f"{label!r} ({_rows(counts[label])}, first at {_where(first[label], source)})"
         for group in clashes
         for label in group
     ]
