@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from transformers import HfArgumentParser
 
+from .data import named_dataset, parse_label_map
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,7 +26,12 @@ class DataArguments:
     """Which data, how it is split, tokenised and batched."""
 
     dataset: str = field(
-        default="sms_spam", metadata={"help": "sms_spam, imdb, or a csv/tsv/jsonl/parquet file"}
+        default="sms_spam",
+        metadata={
+            "help": "sms_spam, imdb, or csv/tsv/jsonl/parquet files: paths, a glob ('data/*.csv') or "
+            "paths separated by commas",
+            "nargs": "+",  # a shell-expanded glob gives several paths; joined with commas below
+        },
     )
     data_source: str | None = field(
         default=None,
@@ -36,6 +43,22 @@ class DataArguments:
     dedup: bool = field(default=False, metadata={"help": "keep duplicate texts in one split (no leakage)"})
     text_column: str = field(default="text", metadata={"help": "text column of a generic file"})
     label_column: str = field(default="label", metadata={"help": "label column of a generic file"})
+    label_names: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "class names in id order, for files (default: sorted names, or '0'..'n-1' for ids); "
+            "a label equal to one of them up to case and surrounding spaces is that class"
+        },
+    )
+    label_map: dict[str, str] | str | None = field(
+        default=None,
+        metadata={
+            "help": "rename raw labels first: 'Spam=spam,spam =spam' (labels as written), or a YAML mapping"
+        },
+    )
+    on_bad_line: Literal["error", "skip"] = field(
+        default="error", metadata={"help": "a bad row stops loading (error) or is skipped and reported"}
+    )
     clean_text: bool = field(
         default=False, metadata={"help": "unescape HTML entities, turn <br /> into spaces"}
     )
@@ -60,6 +83,11 @@ class DataArguments:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.dataset, (list, tuple)):
+            self.dataset = ",".join(self.dataset)
+        parse_label_map(self.label_map)  # a malformed map is an error now, not after loading
+        if self.label_names is not None and named_dataset(self.dataset) is not None:
+            raise ValueError(f"--label_names is for file datasets; {self.dataset}'s classes are fixed")
         if self.protocol is None:
             self.protocol = "official" if self.dataset == "imdb" else "book"
         for name in ("max_length", "max_train_samples", "max_eval_samples"):

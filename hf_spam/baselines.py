@@ -30,11 +30,10 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .args import DataArguments
-from .data import SplitReport
+from .data import SplitReport, dataset_label, load_splits
 from .features import FeatureArguments, embedding_inputs
 from .metrics import classification_metrics
 from .outputs import device_description, peak_memory_mb, write_args, write_json
-from .run import load_splits
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +181,7 @@ def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dic
     validation; writes ``metrics.json`` and ``args.json`` to the run folder and returns the metrics."""
     name = f"frozen-{Path(args.model).name}" if args.method == "embeddings" else args.method
     run_dir = Path(args.output_dir) / (
-        args.run_name or f"{name}-{Path(data_args.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        args.run_name or f"{name}-{dataset_label(data_args.dataset)}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     splits, report = load_splits(data_args, args.seed)
     if args.method == "embeddings":

@@ -17,20 +17,13 @@ from typing import Any
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import broadcast_object_list, is_mps_available, is_xpu_available, set_seed
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from .args import DataArguments, ModelArguments, TrainArguments
 from .classifier import parameter_counts, set_trainable
-from .data import (
-    SplitReport,
-    load_dataset_by_name,
-    longest_length,
-    make_dataloader,
-    split_with_report,
-    tokenize,
-)
+from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
 from .models import build_classifier, tokenizer_for
 from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
 from .train import Trainer, evaluate
@@ -46,29 +39,6 @@ class PreparedData:
     id2label: dict[int, str]
     pad_to: int | None
     split_report: Any
-
-
-def load_splits(args: DataArguments, seed: int) -> tuple[DatasetDict, SplitReport]:
-    """Load, split by ``args.protocol``, keep ``max_*_samples`` random rows; with the split report."""
-    named = args.dataset.lower().replace("-", "_") in ("sms_spam", "sms", "imdb")
-    extra = {} if named else {"text_column": args.text_column, "label_column": args.label_column}
-    data = load_dataset_by_name(args.dataset, args.data_source, clean=args.clean_text, **extra)
-    splits, report = split_with_report(data, args.protocol, seed=seed, dedup=args.dedup)
-    limits = {
-        "train": args.max_train_samples,
-        "validation": args.max_eval_samples,
-        "test": args.max_eval_samples,
-    }
-    cut = {name: _subset(ds, limits[name], seed) for name, ds in splits.items()}
-    return DatasetDict(cut), report
-
-
-def _subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    """A seeded random subset of ``n`` rows (official test sets are sorted by label: never the first n)."""
-    if n is None or n >= len(ds):
-        return ds
-    logger.info("using %d of %d rows (a random subset, seed %d)", n, len(ds), seed)
-    return ds.shuffle(seed=seed).select(range(n)).flatten_indices()
 
 
 def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
@@ -118,7 +88,7 @@ def run_dir_for(args: TrainArguments, model_args: ModelArguments, data_args: Dat
     if args.resume_from_checkpoint and args.resume_from_checkpoint != "latest":
         return Path(args.resume_from_checkpoint).resolve().parents[1]  # run/checkpoints/step_N
     model = Path(model_args.model).name or model_args.model
-    dataset = Path(data_args.dataset).stem
+    dataset = dataset_label(data_args.dataset)
     name = [f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"]
     return Path(args.output_dir) / broadcast_object_list(name)[0]
 

@@ -12,14 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hf_spam.args import DataArguments, parse_args
 from hf_spam.data import (
     DataError,
     clean_text,
+    dataset_label,
     load_dataset_by_name,
+    load_dataset_by_name_with_report,
     load_imdb,
     load_imdb_with_report,
     load_sms_spam,
     load_sms_spam_with_report,
+    load_splits,
     load_text_file,
     load_text_file_with_report,
 )
@@ -306,3 +310,66 @@ def test_load_dataset_by_name_dispatch(sms_file, tmp_path):
     assert load_dataset_by_name(str(path), text_column="t", label_column="l")["text"][:] == ["x"]
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):
         load_dataset_by_name("nope")
+
+
+# --- fields of any size, several files, missing files ------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_fields_over_csv_default_limit_of_128_kb(tmp_path, suffix):
+    review = "a long review " * 10_000  # 140,000 characters; Python's csv module stops at 131,072
+    assert len(review) == 140_000 > csv.field_size_limit()
+    sep = "," if suffix == ".csv" else "\t"
+    path = tmp_path / f"long{suffix}"
+    path.write_text(f"text{sep}label\n{review}{sep}pos\nshort{sep}neg\n")
+    limit = csv.field_size_limit()
+    ds = load_text_file(path)
+    assert ds["text"][:] == [review, "short"] and ds.features["label"].names == ["neg", "pos"]
+    assert csv.field_size_limit() == limit  # the module-wide limit is put back
+
+
+def three_files(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.csv").write_text("text,label\nhello,ham\nhi,ham\n")  # one class per file is fine
+    (folder / "b.csv").write_text("text,label\nWIN,spam\n,spam\nfree,spam\n")  # line 3: empty text
+    (folder / "c.jsonl").write_text('{"text": "yo", "label": "ham"}\n')
+    return folder
+
+
+def test_dataset_may_be_several_files_or_a_glob_with_every_file_and_line_named(tmp_path):
+    folder = three_files(tmp_path)
+    b = folder / "b.csv"
+    with pytest.raises(DataError, match=rf"^{b}, line 3: empty text"):
+        load_dataset_by_name(f"{folder}/*.csv")
+    ds, report = load_dataset_by_name_with_report(f"{folder}/*.csv", on_bad_line="skip")
+    assert ds["text"][:] == ["hello", "hi", "WIN", "free"]  # files in sorted order, rows in file order
+    assert ds.features["label"].names == ["ham", "spam"] and ds["label"][:] == [0, 0, 1, 1]
+    assert report.files == {str(folder / "a.csv"): (2, 2, 0), str(b): (3, 2, 1)}
+    assert [(row.file, row.line) for row in report.skipped] == [(str(b), 3)]
+    assert (report.rows_read, report.rows_kept) == (5, 4)
+    listed = load_dataset_by_name(f"{folder}/c.jsonl,{folder}/a.csv", on_bad_line="skip")
+    assert listed["text"][:] == ["yo", "hello", "hi"]
+    # a shell-expanded glob gives --dataset several values
+    (args,) = parse_args(
+        (DataArguments,), ["--dataset", str(folder / "a.csv"), str(b), "--on_bad_line", "skip"]
+    )
+    assert args.dataset == f"{folder / 'a.csv'},{b}"
+    assert dataset_label(args.dataset) == "a+b" and dataset_label(f"{folder}/*.csv") == "data"
+
+
+def test_a_path_that_does_not_exist_says_no_such_file(tmp_path):
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(FileNotFoundError, match=rf"^{missing}: no such file"):
+        load_dataset_by_name(str(missing))
+    with pytest.raises(
+        FileNotFoundError, match=r"no_dir/\*\.csv: no such file \(the pattern matches no file\)"
+    ):
+        load_dataset_by_name(str(tmp_path / "no_dir" / "*.csv"))
+    (tmp_path / "a.csv").write_text("text,label\nhello,ham\n")
+    with pytest.raises(FileNotFoundError, match=rf"^{missing}: no such file"):  # the one missing of two
+        load_splits(DataArguments(dataset=f"{tmp_path}/a.csv,{missing}"), seed=0)
+    with pytest.raises(
+        ValueError, match="unknown dataset 'smsspam': not 'sms_spam' or 'imdb', and no such file"
+    ):
+        load_dataset_by_name("smsspam")

@@ -136,3 +136,28 @@ def test_official_split_with_dedup_drops_leaking_train_rows_never_test(imdb):
     assert not crossing_texts(splits)
     assert report.duplicate_texts_crossing_without_dedup > 0
     assert_accounted(splits, report, 50000)
+
+
+def test_load_splits_lives_with_the_data_pipeline_and_takes_every_data_flag(tmp_path):
+    import hf_spam.baselines
+    import hf_spam.run
+    from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+    from hf_spam.data import load_splits
+    from hf_spam.features import FeatureArguments
+
+    assert load_splits.__module__ == "hf_spam.data.pipeline"
+    assert hf_spam.run.load_splits is load_splits and hf_spam.baselines.load_splits is load_splits
+    path = tmp_path / "d.csv"
+    rows = "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(40))
+    path.write_text("text,label\n" + rows + ",a\n")  # line 42: empty text
+    flags = ["--dataset", str(path), "--protocol", "stratified", "--on_bad_line", "skip"]
+    flags += ["--label_names", "b", "a", "--label_map", "x=a", "--clean_text"]
+    # every recipe parses the same data flags: frozen features and the fine-tuning recipes
+    (_, frozen) = parse_args((FeatureArguments, DataArguments), flags)
+    (_, tuned, _) = parse_args((ModelArguments, DataArguments, TrainArguments), flags)
+    assert frozen == tuned and frozen.on_bad_line == "skip" and frozen.label_names == ["b", "a"]
+    splits, report = load_splits(frozen, seed=0)
+    assert splits["train"].features["label"].names == ["b", "a"]
+    assert sum(len(part) for part in splits.values()) == 40
+    assert report.load_report.files == {str(path): (41, 40, 1)}
+    assert [row.line for row in report.load_report.skipped] == [42]

@@ -17,20 +17,24 @@ from .batching import (
 )
 from .cache import get_cache_dir
 from .clean import clean_text
-from .files import load_text_file, load_text_file_with_report
+from .files import load_text_file, load_text_file_with_report, resolve_files
+from .labels import parse_label_map
+from .pipeline import load_splits, subset
 from .report import DataError, LoadReport, SkippedRow
 from .sources import (
     IMDB_HUB_ID,
     SMS_SHA256,
     SMS_URL,
+    dataset_label,
     load_dataset_by_name,
     load_dataset_by_name_with_report,
     load_imdb,
     load_imdb_with_report,
     load_sms_spam,
     load_sms_spam_with_report,
+    named_dataset,
 )
-from .splits import SplitReport, split, split_with_report
+from .splits import SplitReport, check_splits, split, split_with_report
 from .summary import summarize
 from .tokenizing import resolve_max_length, tokenize
 
@@ -44,7 +48,9 @@ __all__ = [
     "PaddingCollator",
     "SkippedRow",
     "SplitReport",
+    "check_splits",
     "clean_text",
+    "dataset_label",
     "example_lengths",
     "get_cache_dir",
     "load_dataset_by_name",
@@ -53,13 +59,18 @@ __all__ = [
     "load_imdb_with_report",
     "load_sms_spam",
     "load_sms_spam_with_report",
+    "load_splits",
     "load_text_file",
     "load_text_file_with_report",
     "longest_length",
     "make_dataloader",
+    "named_dataset",
+    "parse_label_map",
+    "resolve_files",
     "resolve_max_length",
     "split",
     "split_with_report",
+    "subset",
     "summarize",
     "tokenize",
 ]

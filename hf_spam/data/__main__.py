@@ -1,75 +1,97 @@
-"""``python -m hf_spam.data summary --dataset sms_spam --source PATH --protocol book [--dedup]``."""
+"""``python -m hf_spam.data summary --dataset sms_spam --data_source PATH --protocol book [--dedup]``.
+
+``summary`` takes the recipes' data flags (:class:`hf_spam.args.DataArguments`: ``--dataset``,
+``--data_source``, ``--protocol``, ``--dedup``, ``--clean_text``, ``--on_bad_line``,
+``--label_names``, ``--label_map``, ...) and loads, splits and checks the data exactly as a run does.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import datasets
-from datasets import DatasetDict
+from transformers import HfArgumentParser
 
+from ..args import DataArguments
 from ..tokenizer import load_tokenizer
-from .sources import load_dataset_by_name_with_report
-from .splits import DEFAULT_FRACTIONS, split_with_report
+from .pipeline import load_splits
 from .summary import summarize
+
+logger = logging.getLogger("hf_spam.data")
+
+
+@dataclass
+class SummaryArguments:
+    """What ``summary`` adds to the recipes' data flags."""
+
+    seed: int = field(default=123, metadata={"help": "seeds the split, as --seed does in a recipe"})
+    fractions: list[float] | None = field(
+        default=None, metadata={"help": "split fractions, e.g. 0.7 0.1 0.2 (default: the protocol's)"}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "tokenizer folder or hub id, for token lengths"}
+    )
+    verbose: bool = field(default=False, metadata={"help": "log at INFO", "aliases": ["-v"]})
+    source: str | None = field(default=None, metadata={"help": "deprecated: use --data_source"})
+    clean: bool = field(default=False, metadata={"help": "deprecated: use --clean_text"})
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (one sub-command, ``summary``)."""
-    parser = argparse.ArgumentParser(prog="python -m hf_spam.data", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    summary = commands.add_parser("summary", help="rows per split and label, token lengths, duplicates")
-    summary.add_argument(
-        "--dataset", required=True, help="sms_spam, imdb, or the path of a csv/tsv/jsonl/parquet"
+    parser = argparse.ArgumentParser(prog="python -m hf_spam.data", description=__doc__, allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
+    commands.add_parser(
+        "summary",
+        help="rows per file, split and label, token lengths, duplicates, skipped rows",
+        dataclass_types=(DataArguments, SummaryArguments),
+        allow_abbrev=False,
     )
-    summary.add_argument(
-        "--source", default=None, help="local file/folder of the dataset (default: download)"
-    )
-    summary.add_argument(
-        "--protocol",
-        choices=sorted(DEFAULT_FRACTIONS),
-        default=None,
-        help="split protocol (default: official for a train/test dataset such as imdb, else book)",
-    )
-    summary.add_argument("--dedup", action="store_true", help="keep duplicate texts in one split")
-    summary.add_argument("--seed", type=int, default=123)
-    summary.add_argument("--fractions", type=float, nargs="+", default=None, help="e.g. 0.7 0.1 0.2")
-    summary.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id, for token lengths")
-    summary.add_argument("--max_length", type=int, default=None, help="truncation length to count against")
-    summary.add_argument("--on_bad_line", choices=["error", "skip"], default="error")
-    summary.add_argument(
-        "--clean", action="store_true", help="apply clean_text (<br />, HTML entities, spaces)"
-    )
-    summary.add_argument("--text_column", default="text", help="for a file dataset")
-    summary.add_argument("--label_column", default="label", help="for a file dataset")
-    summary.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     return parser
 
 
-def run_summary(args: argparse.Namespace) -> str:
-    """Load, split and (optionally) tokenise as the arguments say; return the summary text."""
-    kwargs = {"on_bad_line": args.on_bad_line, "clean": args.clean}
-    if args.dataset.lower() not in {"sms_spam", "sms", "imdb"}:
-        kwargs.update(text_column=args.text_column, label_column=args.label_column)
-    data, load_report = load_dataset_by_name_with_report(args.dataset, args.source, **kwargs)
-    protocol = args.protocol or ("official" if isinstance(data, DatasetDict) else "book")
-    splits, split_report = split_with_report(
-        data, protocol, seed=args.seed, dedup=args.dedup, fractions=args.fractions
-    )
-    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-    return summarize(splits, split_report, load_report, tokenizer, args.max_length)
+def _group(kind: type, namespace: argparse.Namespace) -> Any:
+    return kind(**{f.name: getattr(namespace, f.name) for f in fields(kind) if f.init})
+
+
+def parse(argv: list[str] | None = None) -> tuple[DataArguments, SummaryArguments]:
+    """Parse ``summary``'s flags into the recipes' :class:`DataArguments` and :class:`SummaryArguments`;
+    the deprecated ``--source`` / ``--clean`` are mapped (with a warning) to ``--data_source`` /
+    ``--clean_text``."""
+    namespace = build_parser().parse_args(argv)
+    extra = _group(SummaryArguments, namespace)
+    if extra.source is not None:
+        if namespace.data_source is not None:
+            raise ValueError("give --data_source only (--source is its deprecated name)")
+        logger.warning("--source is deprecated: use --data_source (the recipes' name)")
+        namespace.data_source = extra.source
+    if extra.clean:
+        logger.warning("--clean is deprecated: use --clean_text (the recipes' name)")
+        namespace.clean_text = True
+    return _group(DataArguments, namespace), extra
+
+
+def run_summary(data_args: DataArguments, extra: SummaryArguments) -> str:
+    """Load, split and check as a run does, (optionally) tokenise; return the summary text."""
+    fractions = tuple(extra.fractions) if extra.fractions else None
+    splits, report = load_splits(data_args, extra.seed, fractions)
+    tokenizer = load_tokenizer(extra.tokenizer) if extra.tokenizer else None
+    return summarize(splits, report, report.load_report, tokenizer, data_args.max_length)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; prints the summary and returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if not args.verbose:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    if not verbose:
         datasets.disable_progress_bars()
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    print(run_summary(args))
+    print(run_summary(*parse(argv)))
     return 0
 
 

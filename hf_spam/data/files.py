@@ -13,11 +13,17 @@ Formats, by file suffix:
 * ``.tsv`` / ``.tab``: tab-separated with a header row and **no quoting** (one row per line).
 * ``.jsonl`` / ``.json``: JSON Lines, one object per line.
 * ``.parquet``: any parquet file.
+
+Several files (a glob such as ``data/*.csv``, paths separated by commas, or a list) load as one
+dataset with one set of classes; every error names its file and line, and the report counts rows
+read / kept / skipped per file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import json
 import logging
 import os
@@ -26,15 +32,27 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
-from .report import DataError, LoadReport, OnBadLine
+from .labels import LabelMap, resolve_labels
+from .report import DataError, LoadReport, OnBadLine, Unit
 from .rows import Entry, build_dataset, iter_lines
 
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = {".csv", ".tsv", ".tab", ".jsonl", ".json"}
 SUFFIXES = TEXT_SUFFIXES | {".parquet"}
+_FIELD_SIZE = 2**31 - 1  # fits a C long everywhere; Python's csv default is 131,072 characters
+
+
+@contextlib.contextmanager
+def _any_field_size() -> Iterator[None]:
+    """Lift ``csv.field_size_limit`` (128 KB by default) while reading, then put it back."""
+    before = csv.field_size_limit(_FIELD_SIZE)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _missing_column(file: str, column: str, columns: Sequence[str]) -> DataError:
@@ -132,54 +150,110 @@ def _read_parquet(path: Path, text_column: str, label_column: str) -> list[Entry
     return entries
 
 
+def resolve_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """The files ``spec`` names: a path, a glob pattern (``data/*.csv``), several of these separated
+    by commas, or a list of them. Each file once, in the order given (a pattern's matches sorted).
+
+    A path that does not exist, or a pattern that matches no file, is a ``FileNotFoundError`` naming
+    it; a folder or an unsupported suffix is a ``ValueError`` naming the file.
+    """
+    pieces: list[str] = []
+    for part in [spec] if isinstance(spec, (str, os.PathLike)) else list(spec):
+        if isinstance(part, str):
+            pieces += [piece.strip() for piece in part.split(",") if piece.strip()]
+        else:
+            pieces.append(os.fspath(part))
+    if not pieces:
+        raise ValueError(f"no file given: {spec!r}")
+    files: list[Path] = []
+    for piece in pieces:
+        piece = os.path.expanduser(piece)
+        if any(char in piece for char in "*?["):
+            matches = sorted(Path(match) for match in glob.glob(piece) if Path(match).is_file())
+            if not matches:
+                raise FileNotFoundError(f"{piece}: no such file (the pattern matches no file)")
+        else:
+            path = Path(piece)
+            if path.is_dir():
+                raise ValueError(f"{path}: a folder, not a data file; name its files, e.g. '{path}/*.csv'")
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            matches = [path]
+        for path in matches:
+            if path.suffix.lower() not in SUFFIXES:
+                expected = ", ".join(sorted(SUFFIXES))
+                raise ValueError(f"{path}: unsupported file type '{path.suffix}' (expected {expected})")
+            if path.resolve() not in {file.resolve() for file in files}:
+                files.append(path)
+    return files
+
+
+def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[Entry], Unit]:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _read_parquet(path, text_column, label_column), "row"
+    if suffix in {".jsonl", ".json"}:
+        return _read_jsonl(path, text_column, label_column), "line"
+    delimiter = "," if suffix == ".csv" else "\t"
+    with _any_field_size():
+        return list(_read_delimited(path, text_column, label_column, delimiter)), "line"
+
+
 def load_text_file_with_report(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     text_column: str = "text",
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
     on_bad_line: OnBadLine = "error",
     clean: bool = False,
+    label_map: LabelMap = None,
 ) -> tuple[Dataset, LoadReport]:
-    """Like :func:`load_text_file`, and also return the :class:`LoadReport` (rows read/kept/skipped)."""
-    path = Path(os.fspath(path)).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type '{suffix}' (expected one of {sorted(SUFFIXES)})")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if suffix == ".parquet":
-        entries, unit = _read_parquet(path, text_column, label_column), "row"
-    elif suffix in {".jsonl", ".json"}:
-        entries, unit = _read_jsonl(path, text_column, label_column), "line"
-    else:
-        delimiter = "," if suffix == ".csv" else "\t"
-        entries, unit = list(_read_delimited(path, text_column, label_column, delimiter)), "line"
-    return build_dataset(
-        entries,
-        str(path),
-        label_names=label_names,
-        on_bad_line=on_bad_line,
-        clean=clean,
-        unit=unit,  # type: ignore[arg-type]
-        text_labels=suffix not in {".parquet", ".jsonl", ".json"},
-    )
+    """Like :func:`load_text_file`, and also return the :class:`LoadReport` (rows read/kept/skipped,
+    in all and per file)."""
+    files = resolve_files(path)
+    source = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ",".join(map(os.fspath, path))
+    read = []
+    for file in files:
+        entries, unit = _read_file(file, text_column, label_column)
+        for entry in entries:
+            entry.file, entry.unit = str(file), unit
+        read.append((file, unit, entries))
+    everything = [entry for _, _, entries in read for entry in entries]
+    scheme = resolve_labels(everything, source, label_names, label_map, numeric_strings=True)
+    parts, report = [], LoadReport(source=source)
+    for file, unit, entries in read:
+        dataset, part = build_dataset(
+            entries, str(file), on_bad_line=on_bad_line, clean=clean, unit=unit, scheme=scheme
+        )
+        parts.append(dataset)
+        report.merge(part)
+    if len(files) > 1:
+        logger.info("%s: %d files, %d rows kept", source, len(files), report.rows_kept)
+    return (concatenate_datasets(parts) if len(parts) > 1 else parts[0]), report.check()
 
 
 def load_text_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     text_column: str = "text",
     label_column: str = "label",
     label_names: Sequence[str] | None = None,
     on_bad_line: OnBadLine = "error",
     clean: bool = False,
+    label_map: LabelMap = None,
 ) -> Dataset:
-    """Load a csv / tsv / jsonl / parquet file as a Dataset with columns ``text`` and ``label`` (ClassLabel).
+    """Load csv / tsv / jsonl / parquet files as a Dataset with columns ``text`` and ``label`` (ClassLabel).
 
-    Labels: integers (or csv/tsv labels that are all decimal integers) are class ids, named by
-    ``label_names`` or ``"0".."n-1"``; strings are class names, in ``label_names``' order if given
-    (a label not in it is a bad row) or else sorted. A missing column raises :class:`DataError`
-    naming it and the columns that exist. A bad row (not UTF-8, wrong field count, empty text,
-    bad label) raises :class:`DataError` naming the file and line (parquet: row), or is skipped
-    and reported with ``on_bad_line="skip"``. ``clean=True`` applies :func:`clean_text`.
+    ``path``: a file, a glob pattern (``data/*.csv``), several separated by commas, or a list; the
+    rows of every file are read in that order, with one set of classes. Labels (see
+    :mod:`hf_spam.data.labels`): numbers (``1``, ``"1"``, ``1.0``) are class ids, named by
+    ``label_names`` or ``"0".."n-1"``; other labels are class names, in ``label_names``' order if
+    given (a label not in it is a bad row) or else sorted; ``label_map`` renames raw labels first;
+    labels differing only by case or surrounding whitespace are a :class:`DataError`. A missing
+    column raises :class:`DataError` naming it and the columns that exist. A bad row (not UTF-8,
+    wrong field count, empty text, bad label) raises :class:`DataError` naming the file and line
+    (parquet: row), or is skipped and reported with ``on_bad_line="skip"``. ``clean=True`` applies
+    :func:`clean_text`. Fields of any size are read (Python's csv module stops at 128 KB).
     """
-    return load_text_file_with_report(path, text_column, label_column, label_names, on_bad_line, clean)[0]
+    return load_text_file_with_report(
+        path, text_column, label_column, label_names, on_bad_line, clean, label_map
+    )[0]

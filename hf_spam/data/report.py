@@ -70,6 +70,8 @@ class LoadReport:
     rows_read: int = 0
     rows_kept: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)
+    #: per file read: (rows read, rows kept, rows skipped)
+    files: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     @property
     def skipped_lines(self) -> list[int]:
@@ -81,6 +83,9 @@ class LoadReport:
         self.rows_read += other.rows_read
         self.rows_kept += other.rows_kept
         self.skipped.extend(other.skipped)
+        for file, counts in other.files.items():
+            before = self.files.get(file, (0, 0, 0))
+            self.files[file] = tuple(a + b for a, b in zip(before, counts, strict=True))  # type: ignore[assignment]
         return self
 
     def check(self) -> LoadReport:

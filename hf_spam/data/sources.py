@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 
 from ..hub import ensure_reachable, is_local
 from .cache import download_member, get_cache_dir, sha256_file
 from .files import SUFFIXES, load_text_file_with_report
+from .labels import LabelMap
 from .report import LoadReport, OnBadLine
 from .rows import Entry, build_dataset, iter_lines
 
@@ -61,7 +64,10 @@ def _sms_path(source: str | os.PathLike | None) -> Path:
 
 
 def load_sms_spam_with_report(
-    source: str | os.PathLike | None = None, on_bad_line: OnBadLine = "error", clean: bool = False
+    source: str | os.PathLike | None = None,
+    on_bad_line: OnBadLine = "error",
+    clean: bool = False,
+    label_map: LabelMap = None,
 ) -> tuple[Dataset, LoadReport]:
     """Like :func:`load_sms_spam`, and also return the :class:`LoadReport`."""
     path = _sms_path(source)
@@ -74,11 +80,14 @@ def load_sms_spam_with_report(
             continue
         label, _, text = line.partition("\t")  # type: ignore[union-attr]
         entries.append(Entry(number, text, label))
-    return build_dataset(entries, str(path), label_names=SMS_LABELS, on_bad_line=on_bad_line, clean=clean)
+    return build_dataset(entries, str(path), SMS_LABELS, on_bad_line, clean, label_map=label_map)
 
 
 def load_sms_spam(
-    source: str | os.PathLike | None = None, on_bad_line: OnBadLine = "error", clean: bool = False
+    source: str | os.PathLike | None = None,
+    on_bad_line: OnBadLine = "error",
+    clean: bool = False,
+    label_map: LabelMap = None,
 ) -> Dataset:
     """The UCI SMS Spam Collection: columns ``text`` and ``label`` (``ClassLabel(["ham", "spam"])``).
 
@@ -93,9 +102,10 @@ def load_sms_spam(
     Texts are kept byte for byte unless ``clean=True`` (:func:`~hf_spam.data.clean.clean_text`).
     A line with no tab, a label other than ham/spam, an empty text or bytes that are not UTF-8
     raise :class:`~hf_spam.data.report.DataError` naming the file and line, or are skipped and
-    reported with ``on_bad_line="skip"``.
+    reported with ``on_bad_line="skip"``. A label that is ham or spam up to case and surrounding
+    whitespace (``Spam``) is read as that class and logged; ``label_map`` renames labels first.
     """
-    return load_sms_spam_with_report(source, on_bad_line, clean)[0]
+    return load_sms_spam_with_report(source, on_bad_line, clean, label_map)[0]
 
 
 def _review_entry(path: Path, label: str) -> Entry:
@@ -113,7 +123,9 @@ def _review_order(path: Path) -> tuple[int, str]:
     return (int(stem) if stem.isdigit() else -1, path.name)
 
 
-def _load_acl_imdb(root: Path, on_bad_line: OnBadLine, clean: bool) -> tuple[DatasetDict, LoadReport]:
+def _load_acl_imdb(
+    root: Path, on_bad_line: OnBadLine, clean: bool, label_map: LabelMap
+) -> tuple[DatasetDict, LoadReport]:
     """The original aclImdb tree: {train,test}/{neg,pos}/{id}_{rating}.txt (``unsup`` is not read)."""
     splits, report = {}, LoadReport(source=str(root))
     for split in IMDB_SPLITS:
@@ -122,12 +134,16 @@ def _load_acl_imdb(root: Path, on_bad_line: OnBadLine, clean: bool) -> tuple[Dat
             for label in IMDB_LABELS
             for path in sorted((root / split / label).glob("*.txt"), key=_review_order)
         ]
-        splits[split], part = build_dataset(entries, str(root / split), IMDB_LABELS, on_bad_line, clean)
+        splits[split], part = build_dataset(
+            entries, str(root / split), IMDB_LABELS, on_bad_line, clean, label_map=label_map
+        )
         report.merge(part)
     return DatasetDict(splits), report.check()
 
 
-def _load_imdb_files(folder: Path, on_bad_line: OnBadLine, clean: bool) -> tuple[DatasetDict, LoadReport]:
+def _load_imdb_files(
+    folder: Path, on_bad_line: OnBadLine, clean: bool, label_map: LabelMap
+) -> tuple[DatasetDict, LoadReport]:
     """``{train,test}.{parquet,csv,tsv,jsonl}`` (or shards ``train-*.parquet``) in ``folder``."""
     splits, report = {}, LoadReport(source=str(folder))
     for split in IMDB_SPLITS:
@@ -141,18 +157,16 @@ def _load_imdb_files(folder: Path, on_bad_line: OnBadLine, clean: bool) -> tuple
                 f"{folder}: no '{split}' data: expected an aclImdb tree ({split}/pos, {split}/neg) "
                 f"or a file {split}.parquet / .csv / .tsv / .jsonl"
             )
-        parts = []
-        for path in files:
-            dataset, part = load_text_file_with_report(
-                path, label_names=IMDB_LABELS, on_bad_line=on_bad_line, clean=clean
-            )
-            parts.append(dataset)
-            report.merge(part)
-        splits[split] = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+        splits[split], part = load_text_file_with_report(
+            files, label_names=IMDB_LABELS, on_bad_line=on_bad_line, clean=clean, label_map=label_map
+        )
+        report.merge(part)
     return DatasetDict(splits), report.check()
 
 
-def _load_imdb_hub(hub_id: str, on_bad_line: OnBadLine, clean: bool) -> tuple[DatasetDict, LoadReport]:
+def _load_imdb_hub(
+    hub_id: str, on_bad_line: OnBadLine, clean: bool, label_map: LabelMap
+) -> tuple[DatasetDict, LoadReport]:
     ensure_reachable(
         f"the IMDB dataset '{hub_id}'", alternatives="Pass a local copy: --data_source ../shared/data/imdb"
     )
@@ -169,29 +183,35 @@ def _load_imdb_hub(hub_id: str, on_bad_line: OnBadLine, clean: bool) -> tuple[Da
             )
         )
         splits[split], part = build_dataset(
-            entries, f"{hub_id}[{split}]", IMDB_LABELS, on_bad_line, clean, "row"
+            entries, f"{hub_id}[{split}]", IMDB_LABELS, on_bad_line, clean, "row", label_map=label_map
         )
         report.merge(part)
     return DatasetDict(splits), report.check()
 
 
 def load_imdb_with_report(
-    source: str | os.PathLike | None = None, on_bad_line: OnBadLine = "error", clean: bool = False
+    source: str | os.PathLike | None = None,
+    on_bad_line: OnBadLine = "error",
+    clean: bool = False,
+    label_map: LabelMap = None,
 ) -> tuple[DatasetDict, LoadReport]:
     """Like :func:`load_imdb`, and also return one :class:`LoadReport` for all files read."""
     if source is None or not is_local(source):
-        return _load_imdb_hub(os.fspath(source or IMDB_HUB_ID), on_bad_line, clean)
+        return _load_imdb_hub(os.fspath(source or IMDB_HUB_ID), on_bad_line, clean, label_map)
     folder = Path(os.fspath(source)).expanduser()
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: IMDB needs a folder (an aclImdb tree or train/test files)")
     for root in (folder, folder / "aclImdb"):
         if all((root / split / label).is_dir() for split in IMDB_SPLITS for label in IMDB_LABELS):
-            return _load_acl_imdb(root, on_bad_line, clean)
-    return _load_imdb_files(folder, on_bad_line, clean)
+            return _load_acl_imdb(root, on_bad_line, clean, label_map)
+    return _load_imdb_files(folder, on_bad_line, clean, label_map)
 
 
 def load_imdb(
-    source: str | os.PathLike | None = None, on_bad_line: OnBadLine = "error", clean: bool = False
+    source: str | os.PathLike | None = None,
+    on_bad_line: OnBadLine = "error",
+    clean: bool = False,
+    label_map: LabelMap = None,
 ) -> DatasetDict:
     """IMDB reviews, official 25,000 / 25,000 split: ``DatasetDict(train, test)``, labels neg/pos.
 
@@ -203,36 +223,72 @@ def load_imdb(
     0/1 or neg/pos), like ``../shared/data/imdb``. Texts keep their ``<br />`` tags unless
     ``clean=True``. Bad rows as in :func:`~hf_spam.data.files.load_text_file`.
     """
-    return load_imdb_with_report(source, on_bad_line, clean)[0]
+    return load_imdb_with_report(source, on_bad_line, clean, label_map)[0]
 
 
-def load_dataset_by_name_with_report(
-    name: str, source: str | os.PathLike | None = None, **kwargs
-) -> tuple[Dataset | DatasetDict, LoadReport]:
-    """Like :func:`load_dataset_by_name`, and also return the :class:`LoadReport`."""
-    key = name.lower().replace("-", "_")
-    if key in {"sms_spam", "sms"}:
-        return load_sms_spam_with_report(source, **kwargs)
-    if key == "imdb":
-        return load_imdb_with_report(source, **kwargs)
-    if Path(name).suffix.lower() in SUFFIXES and is_local(name):
-        if source is not None:
-            raise ValueError(f"dataset {name!r} is already a file; do not also pass source={source!r}")
-        return load_text_file_with_report(name, **kwargs)
-    raise ValueError(
-        f"unknown dataset {name!r}: use 'sms_spam', 'imdb' or the path of a local "
-        f"{'/'.join(sorted(s.lstrip('.') for s in SUFFIXES))} file"
+NAMED = {"sms_spam": "sms_spam", "sms": "sms_spam", "imdb": "imdb"}
+
+
+def named_dataset(name: str | os.PathLike | Sequence[str | os.PathLike]) -> str | None:
+    """``sms_spam`` or ``imdb`` when ``name`` is one of the named datasets, else None."""
+    if not isinstance(name, str):
+        return None
+    return NAMED.get(name.lower().replace("-", "_"))
+
+
+def dataset_label(name: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
+    """A short name for run folders: ``sms_spam``, ``imdb``, a file's stem, stems joined by ``+``
+    for several files; pattern characters (``data/*.csv``) are dropped, never kept in a folder name."""
+    named = named_dataset(name)
+    if named is not None:
+        return named
+    parts = name.split(",") if isinstance(name, str) else [os.fspath(part) for part in name]
+    stems = [re.sub(r"[^\w.+-]+", "", Path(part.strip()).stem) for part in parts if part.strip()]
+    return "+".join(stem for stem in stems if stem) or "data"
+
+
+def _names_files(name: str) -> bool:
+    """True when ``name`` looks like one or more paths rather than a dataset name."""
+    return (
+        any(char in name for char in ",*?[/" + os.sep)
+        or Path(name).suffix.lower() in SUFFIXES
+        or Path(name).expanduser().exists()
     )
 
 
+def load_dataset_by_name_with_report(
+    name: str | os.PathLike | Sequence[str | os.PathLike], source: str | os.PathLike | None = None, **kwargs
+) -> tuple[Dataset | DatasetDict, LoadReport]:
+    """Like :func:`load_dataset_by_name`, and also return the :class:`LoadReport`."""
+    named = named_dataset(name)
+    if named == "sms_spam":
+        return load_sms_spam_with_report(source, **kwargs)
+    if named == "imdb":
+        return load_imdb_with_report(source, **kwargs)
+    if isinstance(name, str) and not _names_files(name):
+        raise ValueError(
+            f"unknown dataset {name!r}: not 'sms_spam' or 'imdb', and no such file (a dataset file ends "
+            f"in {'/'.join(sorted(s.lstrip('.') for s in SUFFIXES))})"
+        )
+    if source is not None:
+        raise ValueError(
+            f"dataset {name!r} names files already; --data_source is for sms_spam and imdb "
+            f"(not also source={source!r})"
+        )
+    return load_text_file_with_report(name, **kwargs)
+
+
 def load_dataset_by_name(
-    name: str, source: str | os.PathLike | None = None, **kwargs
+    name: str | os.PathLike | Sequence[str | os.PathLike], source: str | os.PathLike | None = None, **kwargs
 ) -> Dataset | DatasetDict:
     """Dispatch for recipes' ``--dataset`` / ``--data_source``.
 
     ``name`` is ``"sms_spam"`` (-> :func:`load_sms_spam`, a Dataset), ``"imdb"`` (->
-    :func:`load_imdb`, a DatasetDict train/test) or the path of a csv/tsv/jsonl/parquet file (->
+    :func:`load_imdb`, a DatasetDict train/test) or csv/tsv/jsonl/parquet files: a path, a glob
+    (``data/*.csv``), paths separated by commas, or a list (-> one Dataset,
     :func:`~hf_spam.data.files.load_text_file`; ``text_column``, ``label_column``, ``label_names``
-    go in ``kwargs``). ``source`` is where the named dataset lives (None: download it).
+    go in ``kwargs``). ``label_map``, ``on_bad_line`` and ``clean`` work for all. ``source`` is
+    where a named dataset lives (None: download it). A file that does not exist is a
+    ``FileNotFoundError`` naming it ("no such file").
     """
     return load_dataset_by_name_with_report(name, source, **kwargs)[0]

@@ -34,7 +34,7 @@ from typing import Literal
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from .report import format_table
+from .report import DataError, LoadReport, format_table
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class SplitReport:
     texts_with_conflicting_labels: int = 0
     duplicate_texts_crossing: int = 0  # distinct texts found in more than one output split
     duplicate_texts_crossing_without_dedup: int = 0  # the same for dedup=False with this seed
+    load_report: LoadReport | None = None  # rows read / kept / skipped per file, when loaded for a run
 
     def split_sizes(self) -> dict[str, int]:
         """Rows per split."""
@@ -102,6 +103,54 @@ class SplitReport:
             f"(with dedup=False and this seed: {self.duplicate_texts_crossing_without_dedup})",
         ]
         return "\n".join(lines)
+
+
+def check_classes(labels: Sequence[int], names: Sequence[str], source: str, where: str = "") -> None:
+    """Raise :class:`DataError` unless ``labels`` (class ids) hold two or more classes and a row of
+    every class in ``names`` -- so label ids with gaps, a single class, or a split lacking a class
+    or left with no rows stop the run before any model loads. ``where`` names the split."""
+    counts = Counter(int(label) for label in labels)
+    prefix = f"split '{where}': " if where else ""
+    if not counts:
+        raise DataError(source, f"{prefix}no rows; the data are too few for this protocol's fractions")
+    if where:
+        missing = [name for i, name in enumerate(names) if not counts[i]]
+        if missing:
+            raise DataError(
+                source,
+                f"{prefix}no rows of class {', '.join(map(repr, missing))} (the split has "
+                f"{dict((names[i], n) for i, n in sorted(counts.items()))}); every split needs every "
+                "class: give these classes more rows",
+            )
+        return
+    if len(counts) < 2:
+        (only, n), *_ = counts.items()
+        raise DataError(source, f"a single class: all {n} rows are {names[only]!r}; a classifier needs two")
+    missing_ids = [i for i in range(len(names)) if not counts[i]]
+    if not missing_ids:
+        return
+    present = ", ".join(f"{names[i]!r}" for i in sorted(counts))
+    if list(names) == [str(i) for i in range(len(names))]:
+        gaps = ", ".join(map(str, missing_ids))
+        raise DataError(
+            source,
+            f"label ids with gaps: no rows with id {gaps} (ids present: {present}); class ids must be "
+            "0..n-1: renumber them (e.g. --label_map '2=1')",
+        )
+    missing = ", ".join(repr(names[i]) for i in missing_ids)
+    raise DataError(source, f"declared class {missing} has no rows (classes with rows: {present})")
+
+
+def check_splits(
+    splits: DatasetDict, source: str, fractions: Sequence[float] = (), label_column: str = "label"
+) -> None:
+    """:func:`check_classes` on every split: rows in each, and a row of every class in each. A split
+    whose fraction is 0 (asked to be empty, e.g. ``fractions=(0.8, 0, 0.2)``) may stay empty."""
+    asked_empty = {name for name, fraction in zip(SPLITS, fractions, strict=False) if fraction == 0}
+    for name, part in splits.items():
+        if name in asked_empty and len(part) == 0:
+            continue
+        check_classes(part[label_column][:], part.features[label_column].names, source, where=name)
 
 
 def _cut_units(
@@ -219,12 +268,18 @@ def split_with_report(
     fractions: Sequence[float] | None = None,
     text_column: str = "text",
     label_column: str = "label",
+    source: str = "dataset",
 ) -> tuple[DatasetDict, SplitReport]:
-    """Like :func:`split`, and also return the :class:`SplitReport` (also logged at INFO)."""
+    """Like :func:`split`, and also return the :class:`SplitReport` (also logged at INFO).
+
+    Raises :class:`DataError` (naming ``source``) for a single class, label ids with gaps, a split
+    left with no rows or a split lacking a class (:func:`check_classes`).
+    """
     fractions = _fractions(protocol, fractions)
     rows, n_train, test = _inputs(dataset, protocol)
     texts = rows[text_column][:]
     labels = np.asarray(rows[label_column][:], dtype=np.int64)
+    check_classes(labels[:n_train].tolist(), rows.features[label_column].names, source)
     parts, undersampled, leaked = _assign(protocol, labels, texts, n_train, seed, fractions, dedup)
     names = rows.features[label_column].names
     label_sets: dict[str, set[int]] = defaultdict(set)
@@ -248,6 +303,7 @@ def split_with_report(
     out = {split: rows.select(part) for split, part in zip(SPLITS, parts, strict=True)}
     if test is not None:
         out["test"] = test
+    check_splits(DatasetDict(out), source, fractions, label_column)
     return DatasetDict(out), report
 
 

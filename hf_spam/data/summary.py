@@ -16,11 +16,15 @@ MAX_SKIPPED_SHOWN = 20
 
 
 def load_summary(report: LoadReport) -> str:
-    """Rows read / kept / skipped, with the first skipped rows and their reasons."""
+    """Rows read / kept / skipped (per file when there are several), with the first skipped rows and
+    their reasons."""
     lines = [
         f"source: {report.source}",
         f"rows read: {report.rows_read}; kept: {report.rows_kept}; skipped: {len(report.skipped)}",
     ]
+    if len(report.files) > 1:
+        table = [[file, *counts] for file, counts in report.files.items()]
+        lines.append(format_table(["file", "read", "kept", "skipped"], table))
     lines += [f"  skipped {row}" for row in report.skipped[:MAX_SKIPPED_SHOWN]]
     if len(report.skipped) > MAX_SKIPPED_SHOWN:
         lines.append(f"  ... and {len(report.skipped) - MAX_SKIPPED_SHOWN} more (all are logged)")

@@ -1,0 +1,71 @@
+"""The data step every recipe runs first: load as ``--dataset``/``--data_source`` say, split, subset,
+check -- so bad labels or an unusable split stop a run before any model loads."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from datasets import Dataset, DatasetDict
+
+from .sources import load_dataset_by_name_with_report, named_dataset
+from .splits import SplitReport, check_splits, split_with_report
+
+if TYPE_CHECKING:
+    from ..args import DataArguments
+
+logger = logging.getLogger(__name__)
+
+
+def load_kwargs(args: DataArguments) -> dict[str, Any]:
+    """The loader keyword arguments that ``args`` give (file-only ones only for files)."""
+    kwargs: dict[str, Any] = {
+        "clean": args.clean_text,
+        "on_bad_line": args.on_bad_line,
+        "label_map": args.label_map,
+    }
+    if named_dataset(args.dataset) is None:
+        kwargs |= {
+            "text_column": args.text_column,
+            "label_column": args.label_column,
+            "label_names": args.label_names,
+        }
+    elif args.label_names is not None:
+        raise ValueError(
+            f"--label_names is for file datasets; {args.dataset}'s classes are fixed "
+            "(use --label_map to rename labels)"
+        )
+    return kwargs
+
+
+def load_splits(
+    args: DataArguments, seed: int, fractions: tuple[float, ...] | None = None
+) -> tuple[DatasetDict, SplitReport]:
+    """Load, split by ``args.protocol``, keep ``max_*_samples`` random rows; with the split report.
+
+    The report's ``load_report`` counts rows read / kept / skipped per file. Raises
+    :class:`~hf_spam.data.report.DataError` for bad rows (unless ``--on_bad_line skip``), bad labels,
+    or a split with no rows or lacking a class, also after the ``max_*_samples`` cut.
+    """
+    data, load_report = load_dataset_by_name_with_report(args.dataset, args.data_source, **load_kwargs(args))
+    source = load_report.source
+    splits, report = split_with_report(
+        data, args.protocol, seed=seed, dedup=args.dedup, fractions=fractions, source=source
+    )
+    report.load_report = load_report
+    limits = {
+        "train": args.max_train_samples,
+        "validation": args.max_eval_samples,
+        "test": args.max_eval_samples,
+    }
+    cut = DatasetDict({name: subset(ds, limits[name], seed) for name, ds in splits.items()})
+    check_splits(cut, source, report.fractions)
+    return cut, report
+
+
+def subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random subset of ``n`` rows (official test sets are sorted by label: never the first n)."""
+    if n is None or n >= len(ds):
+        return ds
+    logger.info("using %d of %d rows (a random subset, seed %d)", n, len(ds), seed)
+    return ds.shuffle(seed=seed).select(range(n)).flatten_indices()
