@@ -25,6 +25,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,7 +249,7 @@ def load_lora_classifier(directory: str | os.PathLike, is_trainable: bool = Fals
     record = json.loads(record_file.read_text())
     model_args = ModelArguments(**record["model_args"])
     id2label = {int(k): v for k, v in record["id2label"].items()}
-    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+    with torch.random.fork_rng(devices=[]), _quiet_transformers():  # the caller's RNG is left as it was
         torch.manual_seed(record["seed"])
         try:
             base = build_classifier(model_args, id2label, load_tokenizer(directory))
@@ -263,6 +265,19 @@ def load_lora_classifier(directory: str | os.PathLike, is_trainable: bool = Fals
         )
     model = PeftModel.from_pretrained(base, directory, is_trainable=is_trainable)
     return model if is_trainable else model.eval()
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' "head newly initialised" load report: the adapter brings the trained head."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def merge_lora_run(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
