@@ -186,21 +186,30 @@ def build_lora_classifier(
 
     The base is built right after ``torch.manual_seed(seed)``, so a random base is recreated from the seed.
     """
-    from peft import get_peft_model
-
     torch.manual_seed(seed)
     base = build_classifier(model_args, id2label, tokenizer)
     record = _base_record(base, model_args, id2label, seed)
-    base.name_or_path = record["base_model_name_or_path"]  # what peft writes to adapter_config.json
-    config = lora_config(base, lora_args)
-    model = get_peft_model(base, config)
-    counts = parameter_counts(model)
+    return apply_lora(base, lora_args, record["base_model_name_or_path"]), record
+
+
+def apply_lora(model: nn.Module, args: LoraArguments, base_name: str | None = None) -> nn.Module:
+    """``peft.get_peft_model(model, lora_config(model, args))``; logs what trains. Modifies ``model``.
+
+    ``base_name`` (a path or hub id, None for a random base) goes to ``adapter_config.json`` as peft's
+    ``base_model_name_or_path``.
+    """
+    from peft import get_peft_model
+
+    model.name_or_path = base_name  # where get_peft_model reads it
+    config = lora_config(model, args)
+    peft_model = get_peft_model(model, config)
+    counts = parameter_counts(peft_model)
     logger.info(
         "trainable=lora (r=%d, alpha=%d, targets %s, head %s): %d of %d parameters (%.2f%%)",
-        lora_args.lora_r, lora_args.lora_alpha, config.target_modules, config.modules_to_save,
+        args.lora_r, args.lora_alpha, config.target_modules, sorted(config.modules_to_save),
         counts["trainable"], counts["total"], 100 * counts["trainable"] / counts["total"],
     )  # fmt: skip
-    return model, record
+    return peft_model
 
 
 def _base_record(
