@@ -327,3 +327,21 @@ def test_bert_recipe_lora_merged_folder_in_pipeline(tiny_bert_dir, sms_file, tmp
     for mine, theirs in zip(Predictor(run_dir)(TEXTS), pipe(TEXTS), strict=True):
         assert mine["label"] == theirs["label"]
         assert mine["probability"] == pytest.approx(theirs["score"], abs=1e-5)
+
+
+def test_interrupted_lora_run_resumes_to_the_same_metrics(
+    tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path
+):
+    common = [
+        "--model", str(tiny_gpt2_dir), "--weights", "random", "--tokenizer", str(gpt2_tokenizer_dir),
+        "--data_source", str(sms_file), "--output_dir", str(tmp_path), "--max_train_samples", "24",
+        "--max_eval_samples", "8", "--num_epochs", "2", "--eval_every", "0", "--learning_rate", "1e-3",
+        "--trainable", "lora",
+    ]  # fmt: skip
+    main = recipe("gpt2_classifier").main
+    full = main([*common, "--run_name", "full"])
+    main([*common, "--run_name", "cut", "--checkpoint_every", "2", "--max_steps", "4"])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = main([*common, "--run_name", "cut", "--resume_from_checkpoint", "latest"])
+    assert resumed["splits"] == full["splits"]
+    assert resumed["training"]["optimizer_steps"] == full["training"]["optimizer_steps"] == 6
