@@ -120,8 +120,9 @@ class ModelArguments:
             "help": "token(s) feeding the head, hf_spam GPT-2 only (default last); transformers' own head"
         },
     )
-    trainable: Literal["all", "last_block", "last_two_blocks", "head"] = field(
-        default="last_block", metadata={"help": "which parameters are trained (the book: last_block)"}
+    trainable: Literal["all", "last_block", "last_two_blocks", "head", "lora"] = field(
+        default="last_block",
+        metadata={"help": "which parameters are trained (the book: last_block); lora: adapters + head"},
     )
     causal: bool = field(default=True, metadata={"help": "--causal false lets tokens attend to later ones"})
     dropout: float | None = field(

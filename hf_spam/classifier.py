@@ -35,8 +35,8 @@ from .remote.modeling_hf_spam import (
 logger = logging.getLogger(__name__)
 
 Pooling = Literal["last", "first", "mean"]
-Trainable = Literal["all", "last_block", "last_two_blocks", "head"]
-TRAINABLE: tuple[str, ...] = ("all", "last_block", "last_two_blocks", "head")
+Trainable = Literal["all", "last_block", "last_two_blocks", "head", "lora"]
+TRAINABLE: tuple[str, ...] = ("all", "last_block", "last_two_blocks", "head", "lora")
 
 
 class GPT2Classifier(GPT2):
@@ -185,9 +185,15 @@ def set_trainable(model: nn.Module, policy: Trainable) -> dict[str, int]:
 
     ``all``: everything. ``last_block`` (the book's default): the last block, the final norm and the head.
     ``last_two_blocks``: the last two blocks, the final norm and the head. ``head``: the head alone.
+    ``lora``: the model must already be wrapped by :func:`hf_spam.lora.build_lora_classifier` (peft chose
+    what trains: the adapters and the head); this only counts.
     """
     if policy not in TRAINABLE:
         raise ValueError(f"unknown trainable policy {policy!r}; choose one of {TRAINABLE}")
+    if policy == "lora":
+        if not any("lora_" in name for name, _ in model.named_parameters()):
+            raise ValueError("trainable=lora: wrap the model with hf_spam.lora.build_lora_classifier first")
+        return parameter_counts(model)
     blocks, norms, head = model_parts(model)
     model.requires_grad_(policy == "all")
     if policy != "all":
@@ -202,8 +208,12 @@ def set_trainable(model: nn.Module, policy: Trainable) -> dict[str, int]:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Trainable and total (unique) parameter counts."""
-    params = list(model.parameters())
+    """Trainable and total (unique) parameter counts.
+
+    With peft ``modules_to_save`` (a LoRA head), the frozen original head peft keeps beside the trained copy
+    is not counted: the total is what the model computes with.
+    """
+    params = [p for name, p in model.named_parameters() if ".original_module." not in name]
     return {
         "trainable": sum(p.numel() for p in params if p.requires_grad),
         "total": sum(p.numel() for p in params),
@@ -211,11 +221,18 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 
 def load_classifier(directory: str | os.PathLike) -> nn.Module:
-    """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'."""
+    """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'.
+
+    A LoRA run folder (a peft adapter) loads as a ``peft.PeftModel`` on its rebuilt base
+    (:func:`hf_spam.lora.load_lora_classifier`).
+    """
     from transformers import AutoModelForSequenceClassification
 
+    from .lora import is_lora_run, load_lora_classifier
     from .models import positions_from_mask
 
+    if is_lora_run(directory):
+        return load_lora_classifier(directory)
     if (_config_dict(directory).get("hf_spam") or {}).get("class") == GPT2Classifier.__name__:
         return GPT2Classifier.from_transformers_folder(directory)
     return positions_from_mask(AutoModelForSequenceClassification.from_pretrained(directory))

@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase
 from .args import DataArguments, ModelArguments, TrainArguments
 from .classifier import parameter_counts, set_trainable
 from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
+from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
 from .models import build_classifier, tokenizer_for
 from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
 from .train import Trainer, evaluate
@@ -119,9 +120,13 @@ def warn_if_cpu_underused(accelerator: Accelerator) -> None:
 
 
 def run_classification(
-    model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    train_args: TrainArguments,
+    lora_args: LoraArguments | None = None,
 ) -> dict:
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
+    check_lora_arguments(model_args, lora_args)
     accelerator = Accelerator(
         cpu=not has_accelerator(),  # then `accelerate launch --multi_gpu --num_processes N` runs on CPUs
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
@@ -134,12 +139,18 @@ def run_classification(
     tokenizer = tokenizer_for(model_args)
     with accelerator.main_process_first():
         data = prepare_data(data_args, tokenizer, train_args.seed)
-    model = build_classifier(model_args, data.id2label, tokenizer)
+    if model_args.trainable == "lora":
+        lora_args = lora_args or LoraArguments()
+        model, lora_base = build_lora_classifier(
+            model_args, data.id2label, tokenizer, lora_args, train_args.seed
+        )
+    else:
+        model = build_classifier(model_args, data.id2label, tokenizer)
     set_trainable(model, model_args.trainable)
     counts = parameter_counts(model)
     loaders = make_loaders(data, tokenizer, data_args, train_args)
     if accelerator.is_main_process:
-        write_args(run_dir, model_args, data_args, train_args)
+        write_args(run_dir, model_args, data_args, train_args, *([lora_args] if lora_args else []))
     accelerator.init_trackers(
         run_dir.name, config={"lr": train_args.learning_rate, "model": model_args.model}
     )
@@ -178,7 +189,12 @@ def run_classification(
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
         plot_curves(state.history, run_dir / "curves.png", title=f"{model_args.model} on {data_args.dataset}")
-        if train_args.save_model:
+        if train_args.save_model and model_args.trainable == "lora":
+            save_lora_run(accelerator.unwrap_model(trainer.model), run_dir, lora_base)
+            tokenizer.save_pretrained(run_dir)
+            if lora_args.merge:
+                merge_lora_run(run_dir)
+        elif train_args.save_model:
             accelerator.unwrap_model(trainer.model).save_pretrained(run_dir)
             tokenizer.save_pretrained(run_dir)
     accelerator.wait_for_everyone()

@@ -5,7 +5,8 @@
 
 Any encoder through AutoModelForSequenceClassification (default bert-base-uncased, from the hub);
 the same data pipeline, loop, flags, metrics.json, curves.png and saved model as gpt2_classifier.py.
---trainable all (default here) / last_block / last_two_blocks / head.
+--trainable all (default here) / last_block / last_two_blocks / head / lora (--lora_r, --lora_alpha,
+--lora_dropout, --lora_targets, --merge).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 from accelerate import PartialState
 
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.lora import LoraArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
 
@@ -27,8 +29,8 @@ class EncoderModelArguments(ModelArguments):
     implementation: Literal["hf_spam", "transformers"] = field(
         default="transformers", metadata={"help": "encoders run through transformers"}
     )
-    trainable: Literal["all", "last_block", "last_two_blocks", "head"] = field(
-        default="all", metadata={"help": "which parameters are trained"}
+    trainable: Literal["all", "last_block", "last_two_blocks", "head", "lora"] = field(
+        default="all", metadata={"help": "which parameters are trained (lora: adapters + head)"}
     )
 
     def __post_init__(self) -> None:
@@ -39,7 +41,9 @@ class EncoderModelArguments(ModelArguments):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    metrics = run_classification(*parse_args((EncoderModelArguments, DataArguments, TrainArguments), argv))
+    metrics = run_classification(
+        *parse_args((EncoderModelArguments, DataArguments, TrainArguments, LoraArguments), argv)
+    )
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics

@@ -5,7 +5,8 @@
         --tokenizer ../shared/models/gpt2-tokenizer --weights random --trainable all
 
 Every switch of the book's bonus study is a flag: --trainable, --pooling, --causal, --model (size),
---weights, --padding; --implementation transformers runs AutoModelForSequenceClassification instead
+--weights, --padding, --trainable lora (peft adapters: --lora_r, --lora_alpha, --lora_targets, --merge);
+--implementation transformers runs AutoModelForSequenceClassification instead
 (e.g. --model SmolLM2-135M-Instruct folder). A YAML file as first argument gives the defaults.
 Writes outputs/<run>/: metrics.json, args.json, history.json, curves.png and the saved model.
 """
@@ -15,11 +16,14 @@ from __future__ import annotations
 from accelerate import PartialState
 
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.lora import LoraArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
 
 def main(argv: list[str] | None = None) -> dict:
-    metrics = run_classification(*parse_args((ModelArguments, DataArguments, TrainArguments), argv))
+    metrics = run_classification(
+        *parse_args((ModelArguments, DataArguments, TrainArguments, LoraArguments), argv)
+    )
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics
