@@ -284,7 +284,7 @@ class Trainer:
         if self.state.best_step is None:
             return
         if not path.is_file():
-            raise FileNotFoundError(f"{path} (the best weights, step {self.state.best_step}) is missing")
+            raise RuntimeError(f"{path} (the best weights, step {self.state.best_step}) is missing")
         with safe_open(path, "pt") as f:
             step = int(f.metadata()["step"])
         if step != self.state.best_step:

@@ -15,9 +15,11 @@ Writes outputs/<run>/metrics.json (the layout of the fine-tuning recipes) and ar
 from __future__ import annotations
 
 import json
+import sys
 
 from hf_spam.args import DataArguments, parse_args
 from hf_spam.baselines import run_frozen_features
+from hf_spam.cli import run_main
 from hf_spam.features import FeatureArguments
 from hf_spam.run import configure_logging
 
@@ -40,4 +42,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     configure_logging()
-    main()
+    sys.exit(run_main(main))
