@@ -236,13 +236,15 @@ def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None)
         if unknown:
             raise ValueError(f"{path}: unknown argument(s) {unknown}")
         parser.set_defaults(**values)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(f"unrecognized arguments: {' '.join(unknown)} (no abbreviations; see --help)")
     for group in parsed:
         try:
             check_field_values(group)
         except ValueError as error:
             raise ValueError(f"{path}: {error}" if path else str(error)) from None
-    return parsed
+    return tuple(parsed)
 
 
 class ArgumentParser(HfArgumentParser):
