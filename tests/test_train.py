@@ -76,14 +76,16 @@ def test_interrupted_run_resumes_to_the_same_metrics(base_args, tmp_path):
     assert scores(resumed) == scores(full)
     history = lambda name: json.loads((tmp_path / name / "history.json").read_text())  # noqa: E731
     assert history("cut") == history("full")
-    assert resumed["training"]["details"]["optimizer_steps"] == full["training"]["details"]["optimizer_steps"] == 18
+    steps = [m["training"]["details"]["optimizer_steps"] for m in (resumed, full)]
+    assert steps == [18, 18]
 
 
 def test_gradient_accumulation_and_early_stopping(base_args):
     metrics = run(
         [*base_args, "--run_name", "accum", "--gradient_accumulation_steps", "2", "--eval_every", "0"]
     )
-    assert metrics["training"]["details"]["optimizer_steps"] == 2 * 3  # 6 batches per epoch -> 3 optimizer steps
+    # 6 batches per epoch -> 3 optimizer steps
+    assert metrics["training"]["details"]["optimizer_steps"] == 2 * 3
     assert metrics["training"]["examples"] == 2 * 48
     stopped = run([
         *base_args, "--run_name", "stop", "--learning_rate", "1e-12", "--num_epochs", "20",
@@ -241,11 +243,26 @@ def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
 
 
 def test_bf16_mixed_precision_from_the_accelerate_environment(base_args, monkeypatch):
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook
+
     monkeypatch.setenv(
         "ACCELERATE_MIXED_PRECISION", "bf16"
     )  # what `accelerate launch --mixed_precision bf16` sets
-    metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
+    dtypes: dict[str, set] = {"train": set(), "eval": set()}
+
+    def record(module, inputs, output):  # every Linear's output dtype, in training and in evaluation
+        if isinstance(module, torch.nn.Linear):
+            dtypes["train" if module.training else "eval"].add(output.dtype)
+
+    handle = register_module_forward_hook(record)
+    try:
+        metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
+    finally:
+        handle.remove()
     assert metrics["mixed_precision"] == "bf16"
+    # autocast ran: the Linear layers computed in bfloat16 (their weights stay float32)
+    assert dtypes == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}
     assert all(0.0 <= m["accuracy"] <= 1.0 and m["loss"] == m["loss"] for m in metrics["splits"].values())
 
 
