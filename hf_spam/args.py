@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn, get_args, get_origin, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
 
 from .data import named_dataset, parse_label_map
+from .metrics import METRIC_NAMES
 
 logger = logging.getLogger(__name__)
+UNIONS = (typing.Union, types.UnionType)
+
+# validation metrics a run computes that can pick the best checkpoint (see hf_spam.metrics)
+BEST_METRICS = ("loss", *(name for name in METRIC_NAMES if name != "confusion_matrix"))
 
 
 @dataclass
@@ -165,17 +172,25 @@ class TrainArguments:
     )
     checkpoint_every: int | None = field(
         default=None,
-        metadata={"help": "save a resumable checkpoint every N steps (default: every evaluation)"},
+        metadata={
+            "help": "save a resumable checkpoint every N optimizer steps, as well as at each epoch end "
+            "(default: at each epoch end only)"
+        },
     )
     save_total_limit: int = field(default=2, metadata={"help": "resumable checkpoints kept"})
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "a checkpoint folder, or 'latest' in the run folder"}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "delete an existing run folder of the same name (default: that is an error)"},
+    )
     drop_last: bool = field(
         default=True, metadata={"help": "drop the last incomplete train batch (the book)"}
     )
     report_to: str = field(
-        default="none", metadata={"help": "accelerate trackers: tensorboard, wandb, ... or none"}
+        default="none",
+        metadata={"help": "accelerate trackers, comma-separated: tensorboard, wandb, ..., all or none"},
     )
     save_model: bool = field(default=True, metadata={"help": "save the final model with save_pretrained"})
     max_steps: int | None = field(
@@ -184,22 +199,61 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         positive = ("num_epochs", "batch_size", "gradient_accumulation_steps", "save_total_limit")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        optional_positive = ("eval_batch_size", "max_steps", "checkpoint_every", "early_stopping_patience")
+        for name in positive + optional_positive:
+            value = getattr(self, name)
+            if (value is not None or name in positive) and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
+        for name in ("weight_decay", "warmup_steps", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ValueError(
+                f"--max_grad_norm must be > 0 (or left out: no clipping), got {self.max_grad_norm}"
+            )
+        if self.warmup_steps and self.lr_scheduler == "constant":
+            raise ValueError(
+                "--warmup_steps has no effect with --lr_scheduler constant: "
+                "use constant_with_warmup, linear or cosine"
+            )
+        if self.metric_for_best.removeprefix("val_") not in BEST_METRICS:
+            raise ValueError(f"--metric_for_best {self.metric_for_best!r}: choose one of {BEST_METRICS}")
+        if self.resume_from_checkpoint and self.overwrite_output_dir:
+            raise ValueError("--resume_from_checkpoint and --overwrite_output_dir exclude each other")
+        check_trackers(self.report_to)
         self.eval_batch_size = self.eval_batch_size or self.batch_size
+
+
+def check_trackers(report_to: str) -> None:
+    """``--report_to``: ``none``, ``all`` or accelerate tracker names that are installed."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    names = [name.strip() for name in report_to.split(",") if name.strip()]
+    if names in ([], ["none"], ["all"]):
+        return
+    known = [t.value for t in LoggerType if t.value != "all"]
+    available = [str(t.value) for t in get_available_trackers()]
+    for name in names:
+        if name not in known:
+            raise ValueError(f"--report_to {name!r}: not an accelerate tracker; choose from {known} or none")
+        if name not in available:
+            raise ValueError(f"--report_to {name}: the {name} package is not installed (pip install {name})")
 
 
 def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None) -> tuple[Any, ...]:
     """Parse ``dataclass_types`` from the command line; a leading ``*.yaml`` file gives the defaults.
 
     ``recipe.py config.yaml --learning_rate 1e-4`` reads the YAML file, then applies the flags after it.
-    Unknown keys in the YAML file are an error naming them.
+    Unknown keys in the YAML file are an error naming them; so is a flag abbreviated (``--learning_rat``).
+    Every value, from the YAML file or the command line, is checked against its field's type and choices
+    (a :class:`ValueError` naming the flag), before anything is loaded.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
+    parser = ArgumentParser(dataclass_types, allow_abbrev=False)
+    path = None
     if argv and argv[0].endswith((".yaml", ".yml")):
         path = Path(argv.pop(0))
         values = yaml.safe_load(path.read_text()) or {}
@@ -210,4 +264,47 @@ def parse_args(dataclass_types: tuple[type, ...], argv: list[str] | None = None)
         if unknown:
             raise ValueError(f"{path}: unknown argument(s) {unknown}")
         parser.set_defaults(**values)
-    return parser.parse_args_into_dataclasses(args=argv)
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(f"unrecognized arguments: {' '.join(unknown)} (no abbreviations; see --help)")
+    for group in parsed:
+        try:
+            check_field_values(group)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}" if path else str(error)) from None
+    return tuple(parsed)
+
+
+class ArgumentParser(HfArgumentParser):
+    """``HfArgumentParser`` whose errors are a :class:`ValueError` (one line, no usage text, no exit)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of printing the usage and exiting."""
+        raise ValueError(f"{message} (see --help)")
+
+
+def check_field_values(group: Any) -> None:
+    """Each field of the dataclass ``group`` holds a value of its type and, for ``Literal``, one of its
+    choices (argparse leaves YAML values, which it takes as defaults, unchecked)."""
+    hints = get_type_hints(type(group))
+    for item in fields(group):
+        value, hint = getattr(group, item.name), hints[item.name]
+        options = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in UNIONS else [hint]
+        if value is None and len(options) < len(get_args(hint)):
+            continue  # Optional
+        if len(options) != 1:
+            continue
+        kind = options[0]
+        if get_origin(kind) is Literal:
+            if value not in get_args(kind):
+                raise ValueError(f"--{item.name} {value!r}: choose one of {list(get_args(kind))}")
+        elif kind in (int, float, bool, str) and not _is_instance(value, kind):
+            raise ValueError(f"--{item.name} {value!r}: expected {kind.__name__}")
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)

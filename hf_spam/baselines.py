@@ -1,7 +1,7 @@
 """scikit-learn classifiers on fixed inputs: logistic regression on frozen embeddings
 (:mod:`hf_spam.features`), and the floor with no neural network at all, TF-IDF or bag-of-words n-grams +
 logistic regression; and :func:`run_frozen_features`, the run behind ``recipes/frozen_features.py``, which
-writes ``metrics.json`` in the layout of :func:`hf_spam.run.run_classification`.
+writes ``metrics.json`` in the layout of every recipe (:func:`hf_spam.outputs.metrics_record`).
 
 The regularisation strength ``C`` is chosen on the validation split (``GridSearchCV`` over a
 ``PredefinedSplit``: fit on train, score on validation; ties go to the smaller ``C``), then the model is refit
@@ -33,7 +33,7 @@ from .args import DataArguments
 from .data import SplitReport, dataset_label, load_splits
 from .features import FeatureArguments, embedding_inputs
 from .metrics import classification_metrics
-from .outputs import device_description, peak_memory_mb, write_args, write_json
+from .outputs import metrics_record, write_args, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -144,36 +144,31 @@ def _metrics(
     info: dict[str, Any],
     device: torch.device,
     backbone_parameters: int,
+    eval_seconds: float,
 ) -> dict[str, Any]:
-    """The ``metrics.json`` layout of :func:`hf_spam.run.run_classification`; the fit is in ``training``."""
-    seconds = info["extraction_seconds"] + fit.seconds
-    examples = splits["train"]["n"]
+    """:func:`hf_spam.outputs.metrics_record` of this run; training time = feature extraction + fit."""
     lr_parameters = fit.num_parameters()
-    return {
-        "run": run_dir.name,
-        "model": args.model if args.method == "embeddings" else args.method,
-        "implementation": f"frozen_features:{args.method}",
-        "dataset": data_args.dataset,
-        "splits": splits,
-        "split_sizes": {name: m["n"] for name, m in splits.items()},
-        "split_report": report,
-        "training": {
-            "seconds": seconds,
+    return metrics_record(
+        recipe="frozen_features",
+        run_dir=run_dir,
+        model=args.model if args.method == "embeddings" else args.method,
+        implementation=f"frozen_features:{args.method}",
+        dataset=data_args.dataset,
+        splits=splits,
+        split_report=report,
+        seconds={"training": info["extraction_seconds"] + fit.seconds, "evaluation": eval_seconds},
+        examples=splits["train"]["n"],
+        best={"metric": "val_accuracy", "value": max(fit.val_accuracy_by_C.values()), "step": None},
+        details={
             "fit_seconds": fit.seconds,
             **info,
-            "examples": examples,
-            "examples_per_second": examples / seconds if seconds else None,
             "best_C": fit.best_C,
-            "best_val_accuracy": max(fit.val_accuracy_by_C.values()),
             "val_accuracy_by_C": fit.val_accuracy_by_C,
             "refit_on": "train",
         },
-        "parameters": {"trainable": lr_parameters, "total": backbone_parameters + lr_parameters},
-        "peak_memory": peak_memory_mb(device),
-        "device": device_description(device),
-        "num_processes": 1,
-        "mixed_precision": "no",
-    }
+        parameters={"trainable": lr_parameters, "total": backbone_parameters + lr_parameters},
+        device=device,
+    )
 
 
 def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dict[str, Any]:
@@ -195,8 +190,12 @@ def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dic
     fit = fit_with_validation(pipeline, *inputs["train"], *inputs["validation"], C_grid=args.C_grid)
     if args.method != "embeddings":
         info["feature_dim"] = len(fit.model[0].vocabulary_)
+    start = time.perf_counter()
     results = {n: evaluate_classifier(fit.model, x, y) for n, (x, y) in inputs.items()}
-    metrics = _metrics(args, data_args, run_dir, report, fit, results, info, device, backbone_parameters)
+    eval_seconds = time.perf_counter() - start
+    metrics = _metrics(
+        args, data_args, run_dir, report, fit, results, info, device, backbone_parameters, eval_seconds
+    )
     write_args(run_dir, args, data_args)
     write_json(run_dir / "metrics.json", metrics)
     logger.info("run folder: %s; test accuracy %.4f", run_dir, results["test"]["accuracy"])

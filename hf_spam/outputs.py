@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -13,6 +14,77 @@ from typing import Any
 import torch
 
 logger = logging.getLogger(__name__)
+
+METRICS_SCHEMA_VERSION = 1  # bump when the layout of metrics.json changes
+
+
+def metrics_record(
+    *,
+    recipe: str,
+    run_dir: Path,
+    model: str,
+    implementation: str,
+    dataset: str,
+    splits: dict[str, dict[str, Any]],
+    split_report: Any,
+    seconds: dict[str, float],
+    examples: int,
+    best: dict[str, Any],
+    details: dict[str, Any],
+    parameters: dict[str, int],
+    device: torch.device,
+    num_processes: int = 1,
+    mixed_precision: str = "no",
+) -> dict[str, Any]:
+    """The one ``metrics.json`` layout of every recipe (fine-tuning and frozen features alike).
+
+    ``splits``: per split the metrics of :func:`hf_spam.metrics.classification_metrics` plus ``loss``.
+    ``seconds``: ``training`` (fitting only) and ``evaluation`` (every evaluation, during and after).
+    ``best``: how the reported model was picked on validation: ``metric``, ``value``, ``step`` (None when
+    there are no steps). ``details``: what only this recipe has (optimizer steps, chosen ``C``, ...).
+    """
+    if set(seconds) != {"training", "evaluation"}:
+        raise ValueError(f"seconds needs training and evaluation, got {sorted(seconds)}")
+    if set(best) != {"metric", "value", "step"}:
+        raise ValueError(f"best needs metric, value and step, got {sorted(best)}")
+    return {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "recipe": recipe,
+        "run": run_dir.name,
+        "model": model,
+        "implementation": implementation,
+        "dataset": dataset,
+        "splits": splits,
+        "split_sizes": {name: m["n"] for name, m in splits.items()},
+        "split_report": split_report,
+        "seconds": dict(seconds),
+        "training": {
+            "examples": examples,
+            "examples_per_second": examples / seconds["training"] if seconds["training"] else None,
+            "best": best,
+            "details": details,
+        },
+        "parameters": parameters,
+        "peak_memory": peak_memory_mb(device),
+        "device": device_description(device),
+        "num_processes": num_processes,
+        "mixed_precision": mixed_precision,
+    }
+
+
+def claim_run_dir(run_dir: Path, overwrite: bool, resume: str | None, is_main_process: bool = True) -> None:
+    """Make sure a new run does not mix with another one: an existing, non-empty ``run_dir`` is an error
+    naming it, unless the run resumes (``resume``) or ``overwrite`` says to delete it (main process)."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()) or resume:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"the run folder {run_dir} exists already: choose another --run_name, continue it with "
+            "--resume_from_checkpoint latest, or replace it with --overwrite_output_dir"
+        )
+    if is_main_process:
+        logger.warning("--overwrite_output_dir: deleting the earlier run folder %s", run_dir)
+        shutil.rmtree(run_dir)
 
 
 def device_description(device: torch.device) -> str:

@@ -10,23 +10,30 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import broadcast_object_list, is_mps_available, is_xpu_available, set_seed
+from accelerate import Accelerator, DataLoaderConfiguration, PartialState
+from accelerate.utils import (
+    ProjectConfiguration,
+    broadcast_object_list,
+    is_mps_available,
+    is_xpu_available,
+    set_seed,
+)
 from datasets import DatasetDict
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
 from .args import DataArguments, ModelArguments, TrainArguments
+from .checkpoints import find_checkpoint
 from .classifier import parameter_counts, set_trainable
 from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
 from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
 from .models import build_classifier, tokenizer_for
-from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
+from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
 from .train import Trainer, evaluate
 
 logger = logging.getLogger(__name__)
@@ -119,6 +126,15 @@ def warn_if_cpu_underused(accelerator: Accelerator) -> None:
         )  # fmt: skip
 
 
+def run_identity(model_args: ModelArguments, data_args: DataArguments, data: PreparedData) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed by this run: the model arguments, the data arguments
+    (the source path aside: the fingerprint of the tokenised splits stands for the data itself)."""
+    identity = {f"model.{k}": v for k, v in asdict(model_args).items()}
+    identity |= {f"data.{k}": v for k, v in asdict(data_args).items() if k != "data_source"}
+    identity |= {f"data.fingerprint.{name}": ds._fingerprint for name, ds in data.tokens.items()}
+    return identity
+
+
 def run_classification(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -127,14 +143,22 @@ def run_classification(
 ) -> dict:
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
     check_lora_arguments(model_args, lora_args)
+    process = PartialState(cpu=not has_accelerator())  # then `accelerate launch --multi_gpu` runs on CPUs
+    run_dir = run_dir_for(train_args, model_args, data_args)
+    claim_run_dir(
+        run_dir, train_args.overwrite_output_dir, train_args.resume_from_checkpoint, process.is_main_process
+    )
+    if train_args.resume_from_checkpoint:
+        find_checkpoint(train_args.resume_from_checkpoint, run_dir)  # fail before loading anything
     accelerator = Accelerator(
-        cpu=not has_accelerator(),  # then `accelerate launch --multi_gpu --num_processes N` runs on CPUs
+        cpu=not has_accelerator(),
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
-        log_with=None if train_args.report_to == "none" else train_args.report_to,
+        log_with=None if train_args.report_to == "none" else train_args.report_to.split(","),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    accelerator.wait_for_everyone()  # the main process may have deleted an --overwrite_output_dir folder
     warn_if_cpu_underused(accelerator)
-    run_dir = run_dir_for(train_args, model_args, data_args)
     set_seed(train_args.seed)
     tokenizer = tokenizer_for(model_args)
     with accelerator.main_process_first():
@@ -155,36 +179,42 @@ def run_classification(
         run_dir.name, config={"lr": train_args.learning_rate, "model": model_args.model}
     )
     trainer = Trainer(
-        model, loaders["train_shuffled"], loaders["validation"], accelerator, train_args, run_dir
-    )
+        model, loaders["train_shuffled"], loaders["validation"], accelerator, train_args, run_dir,
+        identity=run_identity(model_args, data_args, data),
+    )  # fmt: skip
     state = trainer.train()
+    start = time.perf_counter()
     splits = {
         name: evaluate(trainer.model, accelerator.prepare(loaders[name]), accelerator) for name in data.tokens
     }
-    metrics = {
-        "run": run_dir.name,
-        "model": model_args.model,
-        "implementation": model_args.implementation,
-        "dataset": data_args.dataset,
-        "splits": splits,
-        "split_sizes": {name: len(ds) for name, ds in data.tokens.items()},
-        "split_report": data.split_report,
-        "training": {
-            "seconds": state.train_seconds,
-            "examples": state.examples_seen,
-            "examples_per_second": state.examples_seen / state.train_seconds if state.train_seconds else None,
+    metrics = metrics_record(
+        recipe="fine_tuning",
+        run_dir=run_dir,
+        model=model_args.model,
+        implementation=model_args.implementation,
+        dataset=data_args.dataset,
+        splits=splits,
+        split_report=data.split_report,
+        seconds={
+            "training": state.train_seconds,
+            "evaluation": state.eval_seconds + time.perf_counter() - start,
+        },
+        examples=state.examples_seen,
+        best={
+            "metric": f"val_{train_args.metric_for_best.removeprefix('val_')}",
+            "value": state.best_metric,
+            "step": state.best_step,
+        },
+        details={
             "optimizer_steps": state.global_step,
             "epochs_completed": state.epoch,
-            "best_step": state.best_step,
-            f"best_val_{train_args.metric_for_best}": state.best_metric,
             "stopped_early": state.stopped_early,
         },
-        "parameters": counts,
-        "peak_memory": peak_memory_mb(accelerator.device),
-        "device": device_description(accelerator.device),
-        "num_processes": accelerator.num_processes,
-        "mixed_precision": accelerator.mixed_precision,
-    }
+        parameters=counts,
+        device=accelerator.device,
+        num_processes=accelerator.num_processes,
+        mixed_precision=accelerator.mixed_precision,
+    )
     if accelerator.is_main_process:
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
@@ -207,5 +237,5 @@ def summary_line(metrics: dict) -> str:
     """One JSON line for a recipe to print: the run, accuracy per split and training seconds."""
     accuracy = {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()}
     return json.dumps(
-        {"run": metrics["run"], "accuracy": accuracy, "seconds": round(metrics["training"]["seconds"], 1)}
+        {"run": metrics["run"], "accuracy": accuracy, "seconds": round(metrics["seconds"]["training"], 1)}
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +27,24 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .args import TrainArguments
+from .checkpoints import (
+    CHECKPOINTS,
+    check_identity,
+    find_checkpoint,
+    link_or_copy,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .metrics import classification_metrics
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
-BEST_WEIGHTS = "best_trainable.safetensors"
+BEST_WEIGHTS = "best_trainable.safetensors"  # working copy in run/checkpoints/, removed when training ends
+# the arguments that change what training computes: a checkpoint is resumed only by a run that agrees on them
+RESULT_ARGS = (
+    "seed", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler",
+    "warmup_steps", "max_grad_norm", "eval_every", "metric_for_best", "early_stopping_patience", "drop_last",
+)  # fmt: skip
 
 
 @dataclass
@@ -43,7 +55,8 @@ class TrainState:
     batches_in_epoch: int = 0  # batches of the current epoch already consumed
     global_step: int = 0  # optimizer steps
     examples_seen: int = 0  # on all processes
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # forward, backward and optimizer steps only
+    eval_seconds: float = 0.0  # validation evaluations during training
     best_metric: float | None = None
     best_step: int | None = None
     evals_since_best: int = 0
@@ -97,7 +110,8 @@ class Trainer:
 
     ``train_loader`` and ``eval_loader`` are plain (unprepared) data loaders; the model may be partly
     frozen (see :func:`hf_spam.classifier.set_trainable`): only trainable parameters are optimised and
-    saved as "best".
+    saved as "best". ``identity`` (model, data fingerprint, ...) is stored in every checkpoint, with the
+    arguments of :data:`RESULT_ARGS`; resuming from a checkpoint of another identity is an error.
     """
 
     def __init__(
@@ -108,6 +122,7 @@ class Trainer:
         accelerator: Accelerator,
         args: TrainArguments,
         run_dir: str | Path,
+        identity: dict[str, Any] | None = None,
     ) -> None:
         self.accelerator = accelerator
         self.args = args
@@ -115,6 +130,14 @@ class Trainer:
         self.state = TrainState()
         steps_per_epoch = math.ceil(len(train_loader) / args.gradient_accumulation_steps)
         self.total_steps = args.max_steps or steps_per_epoch * args.num_epochs
+        self.identity = {
+            **(identity or {}),
+            **{f"train.{name}": getattr(args, name) for name in RESULT_ARGS},
+            # a decaying schedule depends on the planned length; a constant one does not
+            "train.scheduler_steps": None if args.lr_scheduler.startswith("constant") else self.total_steps,
+            "accelerate.num_processes": accelerator.num_processes,
+            "accelerate.mixed_precision": accelerator.mixed_precision,
+        }
         optimizer = optimizer_for(model, args.learning_rate, args.weight_decay)
         scheduler = get_scheduler(
             args.lr_scheduler,
@@ -125,7 +148,6 @@ class Trainer:
         self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = accelerator.prepare(
             model, optimizer, train_loader, eval_loader, scheduler
         )
-        accelerator.register_for_checkpointing(self.state)
         self.trainable_names = [
             n for n, p in accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad
         ]
@@ -168,6 +190,8 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         self.restore_best()
+        if self.accelerator.is_main_process:
+            self.best_path.unlink(missing_ok=True)  # the final model holds these weights now
         return state
 
     def _done(self) -> bool:
@@ -206,7 +230,9 @@ class Trainer:
     def _evaluate(self, bar: tqdm) -> None:
         """Evaluate on the validation loader, record it in the history, track the best, maybe stop."""
         state = self.state
+        start = time.perf_counter()
         results = evaluate(self.model, self.eval_loader, self.accelerator)
+        state.eval_seconds += time.perf_counter() - start
         running = state.running
         record = {
             "step": state.global_step,
@@ -240,22 +266,32 @@ class Trainer:
                         state.best_metric, state.best_step)  # fmt: skip
             state.stopped_early = True
 
+    @property
+    def best_path(self) -> Path:
+        """The best trainable weights so far (kept for a resumed run; deleted when training ends)."""
+        return self.run_dir / CHECKPOINTS / BEST_WEIGHTS
+
     def save_best(self) -> None:
-        """Write the trainable parameters to ``run_dir/best_trainable.safetensors`` (main process)."""
+        """Write the trainable parameters to :attr:`best_path` (main process; written, then renamed)."""
         model = self.accelerator.unwrap_model(self.model)
         params = dict(model.named_parameters())
         tensors = {name: params[name].detach().cpu().contiguous() for name in self.trainable_names}
         if self.accelerator.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, self.run_dir / BEST_WEIGHTS, metadata={"step": str(self.state.global_step)})
+            path = self.best_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".tmp-{path.name}")
+            save_file(tensors, tmp, metadata={"step": str(self.state.global_step)})
+            os.replace(tmp, path)
         self.accelerator.wait_for_everyone()
 
     def restore_best(self) -> None:
         """Load the best trainable parameters back into the model (all processes)."""
         self.accelerator.wait_for_everyone()
-        path = self.run_dir / BEST_WEIGHTS
-        if not path.is_file():
+        path = self.best_path
+        if self.state.best_step is None:
             return
+        if not path.is_file():
+            raise RuntimeError(f"{path} (the best weights, step {self.state.best_step}) is missing")
         with safe_open(path, "pt") as f:
             step = int(f.metadata()["step"])
         if step != self.state.best_step:
@@ -276,24 +312,24 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """A resumable checkpoint (model, optimizer, scheduler, RNG, loop state); keeps the newest few."""
-        path = self.run_dir / CHECKPOINTS / f"step_{self.state.global_step:07d}"
-        self.accelerator.save_state(str(path))
-        if self.accelerator.is_main_process:
-            for old in sorted((self.run_dir / CHECKPOINTS).glob("step_*"))[: -self.args.save_total_limit]:
-                shutil.rmtree(old)
-        self.accelerator.wait_for_everyone()
-        return path
+        """A resumable checkpoint (accelerate's state + our state as JSON); keeps the newest few."""
+        payload = {"identity": self.identity, "state": self.state.state_dict()}
+        name = f"step_{self.state.global_step:07d}"
+        best = (self.best_path,) if self.best_path.is_file() else ()  # a resumed run needs its best so far
+        return save_checkpoint(
+            self.accelerator, self.run_dir / CHECKPOINTS, name, payload, self.args.save_total_limit, best
+        )
 
     def resume(self, checkpoint: str) -> None:
-        """Continue from ``checkpoint`` (a folder, or ``latest`` in this run's folder)."""
-        path = Path(checkpoint)
-        if checkpoint == "latest":
-            found = sorted((self.run_dir / CHECKPOINTS).glob("step_*"))
-            if not found:
-                raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir / CHECKPOINTS}")
-            path = found[-1]
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint folder not found: {path}")
+        """Continue from ``checkpoint`` (a folder, or ``latest`` in this run's folder) after checking that
+        it was written by this run (same model, data and result-changing arguments)."""
+        path = find_checkpoint(checkpoint, self.run_dir)
+        saved = read_checkpoint(path)
+        check_identity(saved["identity"], self.identity, path)
         self.accelerator.load_state(str(path))
+        self.state.load_state_dict(saved["state"])
+        if self.accelerator.is_main_process and (path / BEST_WEIGHTS).is_file():
+            self.best_path.unlink(missing_ok=True)
+            link_or_copy(path / BEST_WEIGHTS, self.best_path)  # the best weights as of that checkpoint
+        self.accelerator.wait_for_everyone()
         logger.info("resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.global_step)

@@ -11,12 +11,14 @@ the same data pipeline, loop, flags, metrics.json, curves.png and saved model as
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
 from accelerate import PartialState
 
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.cli import run_main
 from hf_spam.lora import LoraArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
@@ -51,4 +53,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     configure_logging()
-    main()
+    sys.exit(run_main(main))

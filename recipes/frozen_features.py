@@ -15,9 +15,11 @@ Writes outputs/<run>/metrics.json (the layout of the fine-tuning recipes) and ar
 from __future__ import annotations
 
 import json
+import sys
 
 from hf_spam.args import DataArguments, parse_args
 from hf_spam.baselines import run_frozen_features
+from hf_spam.cli import run_main
 from hf_spam.features import FeatureArguments
 from hf_spam.run import configure_logging
 
@@ -25,14 +27,14 @@ from hf_spam.run import configure_logging
 def main(argv: list[str] | None = None) -> dict:
     feature_args, data_args = parse_args((FeatureArguments, DataArguments), argv)
     metrics = run_frozen_features(feature_args, data_args)
-    training = metrics["training"]
+    details = metrics["training"]["details"]
     summary = {
         "run": metrics["run"],
         "accuracy": {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()},
-        "best_C": training["best_C"],
-        "feature_dim": training["feature_dim"],
-        "cache_hit": training.get("cache_hit"),
-        "seconds": round(training["seconds"], 1),
+        "best_C": details["best_C"],
+        "feature_dim": details["feature_dim"],
+        "cache_hit": details.get("cache_hit"),
+        "seconds": round(metrics["seconds"]["training"], 1),
     }
     print(json.dumps(summary))
     return metrics
@@ -40,4 +42,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     configure_logging()
-    main()
+    sys.exit(run_main(main))

@@ -13,9 +13,12 @@ Writes outputs/<run>/: metrics.json, args.json, history.json, curves.png and the
 
 from __future__ import annotations
 
+import sys
+
 from accelerate import PartialState
 
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.cli import run_main
 from hf_spam.lora import LoraArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
@@ -31,4 +34,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     configure_logging()
-    main()
+    sys.exit(run_main(main))

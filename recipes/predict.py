@@ -4,7 +4,8 @@
     python recipes/predict.py --run outputs/<run> --file texts.txt      # one text per line
     echo "WINNER!! claim your prize" | python recipes/predict.py --run outputs/<run>
 
-Prints one JSON object per text: {"text", "label", "probability", "probabilities"}.
+Prints one JSON object per text: {"text", "label", "probability", "probabilities"}. An error (no such
+run folder, a bad flag) is one line on stderr; --debug (or HF_SPAM_DEBUG=1) shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from hf_spam.cli import ArgumentParser, run_main
 from hf_spam.predict import Predictor
 
 
@@ -28,12 +31,14 @@ def read_texts(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Classify texts with a saved hf_spam run.")
+    parser = ArgumentParser(description="Classify texts with a saved hf_spam run.")
     parser.add_argument("--run", required=True, help="a run folder (or any saved classifier folder)")
     parser.add_argument("--file", help="a UTF-8 file with one text per line")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
     args = parser.parse_args(argv)
+    if not Path(args.run).is_dir():
+        raise FileNotFoundError(f"--run {args.run}: no such folder")
     predictor = Predictor(args.run)
     texts = read_texts(args)
     for text, result in zip(texts, predictor(texts, batch_size=args.batch_size), strict=True):
@@ -41,4 +46,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -27,9 +27,10 @@ from hf_spam.features import (
 from hf_spam.run import load_splits
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = {  # the top-level keys of hf_spam.run.run_classification's metrics.json
-    "run", "model", "implementation", "dataset", "splits", "split_sizes", "split_report", "training",
-    "parameters", "peak_memory", "device", "num_processes", "mixed_precision",
+LAYOUT = {  # the top-level keys of every recipe's metrics.json (hf_spam.outputs.metrics_record)
+    "schema_version", "recipe", "run", "model", "implementation", "dataset", "splits", "split_sizes",
+    "split_report", "seconds", "training", "parameters", "peak_memory", "device", "num_processes",
+    "mixed_precision",
 }  # fmt: skip
 SPLIT_METRICS = {"n", "loss", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"}
 BERT_VOCAB = [
@@ -145,9 +146,10 @@ def test_text_baseline_end_to_end_on_sms(method, recipe, sms_file, tmp_path, cap
         assert set(split) >= SPLIT_METRICS and split["n"] == metrics["split_sizes"][name]
     assert metrics["splits"]["test"]["accuracy"] > 0.9
     assert summary["accuracy"]["test"] == round(metrics["splits"]["test"]["accuracy"], 4)
-    training = metrics["training"]
+    training = metrics["training"]["details"]
     assert set(training["val_accuracy_by_C"]) == {"0.01", "0.1", "1", "10", "100"}
-    assert training["best_val_accuracy"] == training["val_accuracy_by_C"][f"{training['best_C']:g}"]
+    best = metrics["training"]["best"]
+    assert best["value"] == training["val_accuracy_by_C"][f"{training['best_C']:g}"]
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] == training["feature_dim"] + 1
     args = json.loads((tmp_path / "r" / "args.json").read_text())
     assert args["FeatureArguments"]["method"] == method and args["DataArguments"]["protocol"] == "book"
@@ -230,7 +232,7 @@ def test_second_run_reuses_the_cached_features(
     ]  # fmt: skip
     calls = features.EXTRACTION_CALLS
     first = recipe.main([*argv, "--run_name", "first"])
-    assert not first["training"]["cache_hit"]
+    assert not first["training"]["details"]["cache_hit"]
     assert features.EXTRACTION_CALLS - calls == 5 + 2 + 2  # ceil(40 / 8) + 2 * ceil(12 / 8) batches
     assert len(list((tmp_path / "cache" / "features").glob("*.arrow"))) == 3
 
@@ -240,12 +242,12 @@ def test_second_run_reuses_the_cached_features(
     monkeypatch.setattr(features, "_load_model", must_not_load)
     calls = features.EXTRACTION_CALLS
     second = recipe.main([*argv, "--run_name", "second"])
-    assert second["training"]["cache_hit"] and features.EXTRACTION_CALLS == calls
+    assert second["training"]["details"]["cache_hit"] and features.EXTRACTION_CALLS == calls
     assert second["splits"] == first["splits"]
     assert second["parameters"] == first["parameters"]  # counted without loading the weights
     monkeypatch.undo()
     third = recipe.main([*argv, "--run_name", "third", "--pooling", "mean"])  # another pooling: a new file
-    assert not third["training"]["cache_hit"] and third["training"]["pooling"] == "mean"
+    assert not third["training"]["details"]["cache_hit"] and third["training"]["details"]["pooling"] == "mean"
     assert len(list((tmp_path / "cache" / "features").glob("*.arrow"))) == 6
     capsys.readouterr()
 

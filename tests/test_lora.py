@@ -344,4 +344,8 @@ def test_interrupted_lora_run_resumes_to_the_same_metrics(
     AcceleratorState._reset_state(reset_partial_state=True)
     resumed = main([*common, "--run_name", "cut", "--resume_from_checkpoint", "latest"])
     assert resumed["splits"] == full["splits"]
-    assert resumed["training"]["optimizer_steps"] == full["training"]["optimizer_steps"] == 6
+    assert (
+        resumed["training"]["details"]["optimizer_steps"]
+        == full["training"]["details"]["optimizer_steps"]
+        == 6
+    )

@@ -72,7 +72,7 @@ def test_pretrained_folder_becomes_the_classifier_body(
         "--run_name", "pretrained", "--max_train_samples", "16", "--max_eval_samples", "8",
         "--num_epochs", "1", "--eval_every", "0", "--learning_rate", "1e-2",
     ])  # fmt: skip
-    assert metrics["training"]["optimizer_steps"] > 0
+    assert metrics["training"]["details"]["optimizer_steps"] > 0
     assert metrics["parameters"]["trainable"] == TINY.emb_dim * len(labels)  # the head alone learned
     trained = load_classifier(tmp_path / "runs" / "pretrained")
     assert_body_equals(trained, body)  # frozen body: still exactly the folder's weights after the run

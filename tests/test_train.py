@@ -52,7 +52,7 @@ def test_loss_falls_when_overfitting_16_examples(base_args):
     assert history[-1]["train_loss"] < 0.1 * history[0]["train_loss"]
     assert metrics["splits"]["train"]["accuracy"] == 1.0
     assert metrics["splits"]["train"]["n"] == 16
-    assert metrics["training"]["optimizer_steps"] == 25 * 2
+    assert metrics["training"]["details"]["optimizer_steps"] == 25 * 2
 
 
 def test_same_seed_same_metrics_other_seed_differs(base_args):
@@ -76,23 +76,25 @@ def test_interrupted_run_resumes_to_the_same_metrics(base_args, tmp_path):
     assert scores(resumed) == scores(full)
     history = lambda name: json.loads((tmp_path / name / "history.json").read_text())  # noqa: E731
     assert history("cut") == history("full")
-    assert resumed["training"]["optimizer_steps"] == full["training"]["optimizer_steps"] == 18
+    steps = [m["training"]["details"]["optimizer_steps"] for m in (resumed, full)]
+    assert steps == [18, 18]
 
 
 def test_gradient_accumulation_and_early_stopping(base_args):
     metrics = run(
         [*base_args, "--run_name", "accum", "--gradient_accumulation_steps", "2", "--eval_every", "0"]
     )
-    assert metrics["training"]["optimizer_steps"] == 2 * 3  # 6 batches per epoch -> 3 optimizer steps
+    # 6 batches per epoch -> 3 optimizer steps
+    assert metrics["training"]["details"]["optimizer_steps"] == 2 * 3
     assert metrics["training"]["examples"] == 2 * 48
     stopped = run([
         *base_args, "--run_name", "stop", "--learning_rate", "1e-12", "--num_epochs", "20",
         "--eval_every", "0", "--early_stopping_patience", "2", "--metric_for_best", "accuracy",
     ])  # fmt: skip
     # lr 1e-12 leaves every prediction as it was: validation accuracy never improves after epoch 1
-    assert stopped["training"]["stopped_early"]
-    assert stopped["training"]["epochs_completed"] == 3
-    assert stopped["training"]["best_step"] == 6
+    assert stopped["training"]["details"]["stopped_early"]
+    assert stopped["training"]["details"]["epochs_completed"] == 3
+    assert stopped["training"]["best"]["step"] == 6
 
 
 def test_outputs_pipeline_and_predict(base_args, tmp_path):
@@ -121,8 +123,8 @@ def test_outputs_pipeline_and_predict(base_args, tmp_path):
     }
     assert sum(map(sum, saved["splits"]["test"]["confusion_matrix"])) == 21
     assert saved["parameters"]["trainable"] == saved["parameters"]["total"] > 0
-    for key in ("seconds", "examples_per_second"):
-        assert saved["training"][key] > 0
+    assert saved["seconds"]["training"] > 0 and saved["seconds"]["evaluation"] > 0
+    assert saved["training"]["examples_per_second"] > 0
     assert saved["device"].startswith("cpu") and saved["peak_memory"]["mb"] > 0
 
     import transformers
@@ -207,7 +209,7 @@ def test_two_processes_count_every_eval_example_once(tiny_gpt2_dir, gpt2_tokeniz
     assert metrics["splits"]["train"]["n"] == 40
     assert sum(map(sum, metrics["splits"]["test"]["confusion_matrix"])) == 23
     # training: 5 batches of 8 (drop_last) dealt to 2 processes -> 2 rounds of 2 x 8; the odd batch is dropped
-    assert metrics["training"]["optimizer_steps"] == 2
+    assert metrics["training"]["details"]["optimizer_steps"] == 2
     assert metrics["training"]["examples"] == 32
 
 
@@ -241,11 +243,26 @@ def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
 
 
 def test_bf16_mixed_precision_from_the_accelerate_environment(base_args, monkeypatch):
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook
+
     monkeypatch.setenv(
         "ACCELERATE_MIXED_PRECISION", "bf16"
     )  # what `accelerate launch --mixed_precision bf16` sets
-    metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
+    dtypes: dict[str, set] = {"train": set(), "eval": set()}
+
+    def record(module, inputs, output):  # every Linear's output dtype, in training and in evaluation
+        if isinstance(module, torch.nn.Linear):
+            dtypes["train" if module.training else "eval"].add(output.dtype)
+
+    handle = register_module_forward_hook(record)
+    try:
+        metrics = run([*base_args, "--run_name", "bf16", "--num_epochs", "1"])
+    finally:
+        handle.remove()
     assert metrics["mixed_precision"] == "bf16"
+    # autocast ran: the Linear layers computed in bfloat16 (their weights stay float32)
+    assert dtypes == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}
     assert all(0.0 <= m["accuracy"] <= 1.0 and m["loss"] == m["loss"] for m in metrics["splits"].values())
 
 
@@ -270,6 +287,6 @@ def test_best_checkpoint_follows_the_chosen_metric(base_args, tmp_path):
         history = json.loads((tmp_path / metric / "history.json").read_text())
         values = [h[f"val_{metric}"] for h in history]
         best = history[values.index(pick(values))]  # the first best
-        assert metrics["training"]["best_step"] == best["step"]
+        assert metrics["training"]["best"]["step"] == best["step"]
         # the restored weights are the best ones: the final validation score equals the best one
         assert metrics["splits"]["validation"][metric] == pytest.approx(best[f"val_{metric}"], abs=1e-6)
