@@ -87,3 +87,21 @@ def test_summary_of_several_files_counts_rows_per_file(tmp_path, monkeypatch, ca
     assert row(out, str(tmp_path / "a.csv"))[1:] == ["20", "20", "0"]
     assert row(out, str(tmp_path / "b.csv"))[1:] == ["21", "20", "1"]
     assert f"skipped {tmp_path / 'b.csv'}, line 22: empty text" in out
+
+
+def test_summary_command_reports_a_user_error_in_one_line(tmp_path):
+    """``python -m hf_spam.data summary`` with a missing file: one ``error:`` line naming it, exit 1."""
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nope.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_spam.data", "summary", "--dataset", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and str(missing) in lines[-1] and "no such file" in lines[-1]
+    assert "Traceback" not in done.stderr
