@@ -230,9 +230,15 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 
 def load_classifier(directory: str | os.PathLike) -> nn.Module:
-    """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'."""
+    """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'.
+
+    ``directory`` is a folder or a hub repo id (downloaded through the hub cache).
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from .hub import resolve_run
+
+    directory = resolve_run(directory)
     config = AutoConfig.from_pretrained(directory)
     if (getattr(config, "hf_spam", None) or {}).get("class") == GPT2Classifier.__name__:
         return GPT2Classifier.from_transformers_folder(directory)

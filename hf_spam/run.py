@@ -31,6 +31,7 @@ from .data import (
     split_with_report,
     tokenize,
 )
+from .hub import HubError, check_push, push_run
 from .models import build_classifier, tokenizer_for
 from .outputs import device_description, peak_memory_mb, plot_curves, write_args, write_json
 from .train import Trainer, evaluate
@@ -148,6 +149,26 @@ def warn_if_cpu_underused(accelerator: Accelerator) -> None:
         )  # fmt: skip
 
 
+def check_push_on_main(accelerator: Accelerator, args: TrainArguments) -> str | None:
+    """With ``--push_to_hub``, the hub pre-flight (token, endpoint, repo) on the main process; every process
+    raises its :class:`HubError`. Returns the full repo id, or None when nothing is pushed."""
+    if not args.push_to_hub:
+        return None
+    outcome: list[Any] = [None, None]
+    if accelerator.is_main_process:
+        try:
+            outcome = [
+                check_push(args.hub_model_id, private=args.hub_private, revision=args.hub_revision),
+                None,
+            ]
+        except HubError as err:
+            outcome = [None, str(err)]
+    repo_id, error = broadcast_object_list(outcome)
+    if error:
+        raise HubError(error)
+    return repo_id
+
+
 def run_classification(
     model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
 ) -> dict:
@@ -159,6 +180,7 @@ def run_classification(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     warn_if_cpu_underused(accelerator)
+    hub_repo = check_push_on_main(accelerator, train_args)  # fails now, not after training
     run_dir = run_dir_for(train_args, model_args, data_args)
     set_seed(train_args.seed)
     tokenizer = tokenizer_for(model_args)
@@ -214,6 +236,8 @@ def run_classification(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])
+    if hub_repo and accelerator.is_main_process:
+        push_run(run_dir, hub_repo, private=train_args.hub_private, revision=train_args.hub_revision)
     return metrics
 
 
