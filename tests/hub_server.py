@@ -132,9 +132,9 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         url = urlparse(self.path)
-        path, query = unquote(url.path), parse_qs(url.query)
+        path, query = url.path, parse_qs(url.query)  # groups are unquoted after matching (revisions hold %2F)
         with self.state.lock:
-            self.state.requests.append((self.command, path))
+            self.state.requests.append((self.command, unquote(path)))
         if self.command == "POST" and path == "/api/repos/create":
             return self._create_repo(json.loads(self._body()))
         if self.command == "POST" and path == "/api/validate-yaml":
@@ -149,7 +149,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if match := _API_REPO.match(path):
             return self._api_repo(match.group(2), match.group(3), match.group(4), query)
         if (match := _RESOLVE.match(path)) and self.command in ("GET", "HEAD"):
-            return self._resolve(match.group(2), match.group(3), match.group(4))
+            return self._resolve(match.group(2), unquote(match.group(3)), unquote(match.group(4)))
         self._error(404, f"no route for {self.command} {path}")
 
     do_GET = do_POST = do_HEAD = _route
@@ -197,6 +197,8 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self._visible_repo(repo_id)
         if repo is None:
             return self._error(404, "Repository not found", "RepoNotFound")
+        rest, _, subpath = (rest or "").partition("/") if action == "tree" else (rest or "", "", "")
+        rest, subpath = unquote(rest), unquote(subpath)
         if action in ("preupload", "commit", "branch") and self._user() != repo_id.split("/")[0]:
             return self._error(403, "You don't have write access to this repo")
         if action is None or action == "revision":
@@ -221,10 +223,14 @@ class HubHandler(BaseHTTPRequestHandler):
             commit = repo.resolve(rest or "main")
             if commit is None:
                 return self._error(404, f"Invalid rev id: {rest}", "RevisionNotFound")
+            prefix = f"{subpath.strip('/')}/" if subpath.strip("/") else ""
             entries = [
                 {"type": "file", "path": name, "size": len(data), "oid": git_blob_sha1(data)}
                 for name, data in sorted(commit.files.items())
+                if name.startswith(prefix)
             ]
+            if prefix and not entries:
+                return self._error(404, f"{subpath} does not exist on {rest}", "EntryNotFound")
             return self._send(200, entries)
         if action == "branch" and self.command == "POST":
             payload = json.loads(self._body() or b"{}")
