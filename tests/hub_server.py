@@ -300,8 +300,8 @@ class HubServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        super().__init__(("127.0.0.1", 0), HubHandler)
+    def __init__(self, tokens: dict[str, str], port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), HubHandler)
         self.state = HubState(tokens)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -314,3 +314,23 @@ class HubServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+def main() -> None:
+    """Serve until interrupted (``python tests/hub_server.py --port 8765``); accepts ``$HF_TOKEN`` only."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--user", default="tester")
+    args = parser.parse_args()
+    if not os.environ.get("HF_TOKEN"):
+        raise SystemExit("set HF_TOKEN: the one token this server accepts")
+    server = HubServer({os.environ["HF_TOKEN"]: args.user}, port=args.port)
+    print(f"hub on {server.url} (user {args.user}); HF_ENDPOINT={server.url}", flush=True)  # noqa: T201
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
