@@ -249,7 +249,10 @@ def push_run(
     except HfHubHTTPError as err:
         raise HubError(_push_http_error(err, repo_id, hub_endpoint())) from None
     size = sum(p.stat().st_size for p in files)
-    logger.info("pushed %d files (%.1f MB) to %s: %s", len(files), size / 2**20, repo_id, info.commit_url)
+    logger.info(
+        "pushed %s: %d files (%.1f MB; unchanged ones are not uploaded again): %s",
+        repo_id, len(files), size / 2**20, info.commit_url,
+    )  # fmt: skip
     return info
 
 

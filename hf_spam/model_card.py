@@ -188,7 +188,7 @@ def build_model_card(
     data = card_data(info, repo_id, base_model, license)
     where = repo_id or str(Path(run_dir))
     sections = [
-        _summary(info, where),
+        _summary(info, where, data.base_model),
         _labels(info),
         _data_section(info),
         _training(info),
@@ -218,10 +218,12 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _summary(info: RunInfo, where: str) -> str:
+def _summary(info: RunInfo, where: str, base_model: str | None) -> str:
     test = info.split("test")
     kind = "A LoRA adapter" if info.adapter else "A text classifier"
     start = "randomly initialised weights" if info.arg("weights") == "random" else f"`{info.model}`"
+    if base_model and base_model != info.model:
+        start = f"`{base_model}` (run from the local copy `{info.model}`)"
     line = (
         f"{kind} for **{info.dataset}** ({' / '.join(info.labels)}), fine-tuned with hf_spam from "
         f"{start} ({info.metrics.get('implementation', 'transformers')} implementation)."
