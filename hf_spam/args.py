@@ -196,6 +196,19 @@ class TrainArguments:
     max_steps: int | None = field(
         default=None, metadata={"help": "stop after N optimizer steps (smoke runs)"}
     )
+    push_to_hub: bool = field(
+        default=False,
+        metadata={
+            "help": "push the run (model or adapter, tokenizer, metrics, card) after the test evaluation"
+        },
+    )
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "repo to push to: name or namespace/name (needed by --push_to_hub)"}
+    )
+    hub_private: bool = field(default=False, metadata={"help": "create the hub repo private"})
+    hub_revision: str | None = field(
+        default=None, metadata={"help": "branch to push to (created if missing; default main)"}
+    )
 
     def __post_init__(self) -> None:
         positive = ("num_epochs", "batch_size", "gradient_accumulation_steps", "save_total_limit")
@@ -224,6 +237,10 @@ class TrainArguments:
             raise ValueError("--resume_from_checkpoint and --overwrite_output_dir exclude each other")
         check_trackers(self.report_to)
         self.eval_batch_size = self.eval_batch_size or self.batch_size
+        if self.push_to_hub and not self.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id NAME (for example your-name/gpt2-spam)")
+        if self.push_to_hub and not self.save_model:
+            raise ValueError("--push_to_hub needs the saved model: drop --save_model false")
 
 
 def check_trackers(report_to: str) -> None:

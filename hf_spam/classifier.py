@@ -223,14 +223,16 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 def load_classifier(directory: str | os.PathLike) -> nn.Module:
     """A saved classifier: ours when the folder says so (``hf_spam`` in config.json), else transformers'.
 
-    A LoRA run folder (a peft adapter) loads as a ``peft.PeftModel`` on its rebuilt base
-    (:func:`hf_spam.lora.load_lora_classifier`).
+    ``directory`` is a folder or a hub repo id (downloaded through the hub cache). A LoRA run folder (a peft
+    adapter) loads as a ``peft.PeftModel`` on its rebuilt base (:func:`hf_spam.lora.load_lora_classifier`).
     """
     from transformers import AutoModelForSequenceClassification
 
+    from .hub import resolve_run
     from .lora import is_lora_run, load_lora_classifier
     from .models import positions_from_mask
 
+    directory = resolve_run(directory)
     if is_lora_run(directory):
         return load_lora_classifier(directory)
     if (_config_dict(directory).get("hf_spam") or {}).get("class") == GPT2Classifier.__name__:

@@ -1,4 +1,4 @@
-"""Predictions from a saved classifier folder (a run folder): label and class probabilities per text."""
+"""Predictions from a saved classifier (a run folder or a hub repo id): label and probabilities per text."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .classifier import load_classifier
+from .hub import resolve_run
 from .tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ class Predictor:
     def __init__(
         self, directory: str | os.PathLike, device: str | None = None, max_length: int | None = None
     ) -> None:
+        directory = resolve_run(directory)  # a folder, or a hub repo id
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_classifier(directory).to(self.device).eval()
         self.tokenizer = load_tokenizer(directory)

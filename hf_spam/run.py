@@ -31,6 +31,7 @@ from .args import DataArguments, ModelArguments, TrainArguments
 from .checkpoints import find_checkpoint
 from .classifier import parameter_counts, set_trainable
 from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
+from .hub import HubError, check_push, push_run
 from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
 from .models import build_classifier, tokenizer_for
 from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
@@ -135,6 +136,26 @@ def run_identity(model_args: ModelArguments, data_args: DataArguments, data: Pre
     return identity
 
 
+def check_push_on_main(process: PartialState, args: TrainArguments) -> str | None:
+    """With ``--push_to_hub``, the hub pre-flight (token, endpoint, repo) on the main process; every process
+    raises its :class:`HubError`. Returns the full repo id, or None when nothing is pushed."""
+    if not args.push_to_hub:
+        return None
+    outcome: list[Any] = [None, None]
+    if process.is_main_process:
+        try:
+            outcome = [
+                check_push(args.hub_model_id, private=args.hub_private, revision=args.hub_revision),
+                None,
+            ]
+        except HubError as err:
+            outcome = [None, str(err)]
+    repo_id, error = broadcast_object_list(outcome)
+    if error:
+        raise HubError(error)
+    return repo_id
+
+
 def run_classification(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -144,6 +165,7 @@ def run_classification(
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
     check_lora_arguments(model_args, lora_args)
     process = PartialState(cpu=not has_accelerator())  # then `accelerate launch --multi_gpu` runs on CPUs
+    hub_repo = check_push_on_main(process, train_args)  # fails now, not after training
     run_dir = run_dir_for(train_args, model_args, data_args)
     claim_run_dir(
         run_dir, train_args.overwrite_output_dir, train_args.resume_from_checkpoint, process.is_main_process
@@ -230,6 +252,8 @@ def run_classification(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])
+    if hub_repo and accelerator.is_main_process:
+        push_run(run_dir, hub_repo, private=train_args.hub_private, revision=train_args.hub_revision)
     return metrics
 
 

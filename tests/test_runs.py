@@ -348,7 +348,7 @@ def test_run_main_turns_user_errors_into_one_line(error, capsys, monkeypatch):
         ("gpt2_classifier.py", ["--weight_decay", "-1"], "error: --weight_decay must be >= 0, got -1"),
         ("bert_classifier.py", ["--learning_rat", "1"], "error: unrecognized arguments: --learning_rat"),
         ("frozen_features.py", ["--method", "tfidf", "--data_source", "no/such"], "no/such: no such file"),
-        ("predict.py", ["--run", "no/such/run", "a text"], "error: --run no/such/run: no such folder"),
+        ("predict.py", ["--run", "no/such/run", "a text"], "error: no/such/run: no such folder"),
     ],
 )  # fmt: skip
 def test_every_recipe_prints_one_line_for_a_user_error(recipe, argv, expected, tmp_path):
