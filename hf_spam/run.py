@@ -185,18 +185,13 @@ def run_classification(
     tokenizer = tokenizer_for(model_args)
     with accelerator.main_process_first():
         data = prepare_data(data_args, tokenizer, train_args.seed)
-    if model_args.trainable == "lora":
-        lora_args = lora_args or LoraArguments()
-        model, lora_base = build_lora_classifier(
-            model_args, data.id2label, tokenizer, lora_args, train_args.seed
-        )
-    else:
-        model = build_classifier(model_args, data.id2label, tokenizer)
-    set_trainable(model, model_args.trainable)
+    lora_args = lora_args or LoraArguments()
+    model, lora_base = _build_model(model_args, data, tokenizer, lora_args, train_args.seed)
     counts = parameter_counts(model)
     loaders = make_loaders(data, tokenizer, data_args, train_args)
     if accelerator.is_main_process:
-        write_args(run_dir, model_args, data_args, train_args, *([lora_args] if lora_args else []))
+        extra = [lora_args] if model_args.trainable == "lora" else []
+        write_args(run_dir, model_args, data_args, train_args, *extra)
     accelerator.init_trackers(
         run_dir.name, config={"lr": train_args.learning_rate, "model": model_args.model}
     )
@@ -241,20 +236,48 @@ def run_classification(
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
         plot_curves(state.history, run_dir / "curves.png", title=f"{model_args.model} on {data_args.dataset}")
-        if train_args.save_model and model_args.trainable == "lora":
-            save_lora_run(accelerator.unwrap_model(trainer.model), run_dir, lora_base)
-            tokenizer.save_pretrained(run_dir)
-            if lora_args.merge:
-                merge_lora_run(run_dir)
-        elif train_args.save_model:
-            accelerator.unwrap_model(trainer.model).save_pretrained(run_dir)
-            tokenizer.save_pretrained(run_dir)
+        if train_args.save_model:
+            _save_model(accelerator.unwrap_model(trainer.model), tokenizer, run_dir, lora_base, lora_args)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])
     if hub_repo and accelerator.is_main_process:
         push_run(run_dir, hub_repo, private=train_args.hub_private, revision=train_args.hub_revision)
     return metrics
+
+
+def _build_model(
+    model_args: ModelArguments,
+    data: PreparedData,
+    tokenizer: PreTrainedTokenizerBase,
+    lora_args: LoraArguments,
+    seed: int,
+) -> tuple[torch.nn.Module, dict[str, Any] | None]:
+    """The classifier with its trainable policy applied; for LoRA also the record that rebuilds its base."""
+    if model_args.trainable == "lora":
+        model, lora_base = build_lora_classifier(model_args, data.id2label, tokenizer, lora_args, seed)
+    else:
+        model, lora_base = build_classifier(model_args, data.id2label, tokenizer), None
+    set_trainable(model, model_args.trainable)
+    return model, lora_base
+
+
+def _save_model(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    run_dir: Path,
+    lora_base: dict[str, Any] | None,
+    lora_args: LoraArguments,
+) -> None:
+    """The final model and tokenizer in the run folder: the peft adapter (+ merged model on request) for
+    LoRA, else the whole model with ``save_pretrained``."""
+    if lora_base is not None:
+        save_lora_run(model, run_dir, lora_base)
+    else:
+        model.save_pretrained(run_dir)
+    tokenizer.save_pretrained(run_dir)
+    if lora_base is not None and lora_args.merge:
+        merge_lora_run(run_dir)
 
 
 def summary_line(metrics: dict) -> str:
