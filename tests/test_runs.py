@@ -117,7 +117,10 @@ def test_training_state_is_saved_as_json_not_pickle(shared_run):
 
 def test_final_run_folder_holds_the_model_and_no_working_copy(shared_run):
     _, run_dir = shared_run
-    assert not list(run_dir.rglob("*best_trainable*"))
+    # the working copy is gone; only resumable checkpoints keep the best weights as of their step
+    best = list(run_dir.rglob("*best_trainable*"))
+    assert best and all(p.parent.parent == run_dir / "checkpoints" for p in best)
+    assert not (run_dir / "checkpoints" / "best_trainable.safetensors").exists()
     assert not list(run_dir.rglob(".tmp-*"))
     names = {p.name for p in run_dir.iterdir()}
     expected = {"metrics.json", "args.json", "history.json", "curves.png", "config.json", "model.safetensors"}
