@@ -132,7 +132,7 @@ def test_outputs_pipeline_and_predict(base_args, tmp_path):
     from hf_spam.predict import Predictor
 
     texts = ["URGENT! You have won a 1 week FREE membership", "I'll be home soon, want anything?"]
-    ours = Predictor(run_dir)(texts)
+    ours = Predictor(run_dir, threshold=0.5)(texts)  # argmax, as the pipeline (no run threshold)
     pipe = transformers.pipeline("text-classification", model=str(run_dir))
     for mine, theirs in zip(ours, pipe(texts), strict=True):
         assert mine["label"] == theirs["label"]
