@@ -98,7 +98,7 @@ def _binary_counts(table: pd.DataFrame, positive: str) -> str:
     tp, fp, fn = int((true & predicted).sum()), int((~true & predicted).sum()), int((true & ~predicted).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    return f"{positive}: precision {precision:.4f}, recall {recall:.4f}; {fp} false alarms, {fn} missed"
+    return f"{positive}: precision {precision:.4f}, recall {recall:.4f}; false alarms {fp}, missed {fn}"
 
 
 def card_markdown(run: str, metrics: dict[str, Any] | None) -> str:

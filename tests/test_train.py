@@ -237,7 +237,8 @@ def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
 
     texts = ["urgent! call now to claim your free prize", "ok i am in the car"]
     pipe = transformers.pipeline("text-classification", model=str(tmp_path / "bert"))
-    for mine, theirs in zip(Predictor(tmp_path / "bert")(texts), pipe(texts), strict=True):
+    # argmax, as the pipeline: it knows no run threshold
+    for mine, theirs in zip(Predictor(tmp_path / "bert", threshold=0.5)(texts), pipe(texts), strict=True):
         assert mine["label"] == theirs["label"]
         assert mine["probability"] == pytest.approx(theirs["score"], abs=1e-5)
 
