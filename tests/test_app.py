@@ -113,6 +113,15 @@ def test_run_without_examples_or_card_files_still_starts(run_dir, predictor, tmp
     assert "has no examples.json" in caplog.text
 
 
+def test_only_the_app_module_imports_gradio():
+    importers = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "hf_spam").rglob("*.py")
+        if "import gradio" in path.read_text() or "from gradio" in path.read_text()
+    )
+    assert importers == ["hf_spam/app.py"]
+
+
 def test_card_shows_the_metrics_at_the_threshold(run_dir):
     from hf_spam.app import card_markdown
 

@@ -324,6 +324,9 @@ def test_bert_recipe_lora_merged_folder_in_pipeline(tiny_bert_dir, sms_file, tmp
     assert 0 < metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
     merged = json.loads((run_dir / "merged" / "config.json").read_text())
     assert merged["architectures"] == ["BertForSequenceClassification"]
+    assert (run_dir / "merged" / "operating_point.json").read_text() == (
+        run_dir / "operating_point.json"
+    ).read_text()
     pipe = transformers.pipeline("text-classification", model=str(run_dir / "merged"))
     for mine, theirs in zip(Predictor(run_dir, threshold=0.5)(TEXTS), pipe(TEXTS), strict=True):
         assert mine["label"] == theirs["label"]
