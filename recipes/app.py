@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from hf_spam.cli import ArgumentParser, run_main
 from hf_spam.predict import DEFAULT_LONG_TEXT, LONG_TEXT_MODES
@@ -25,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--long_text", choices=LONG_TEXT_MODES, default=DEFAULT_LONG_TEXT)
     args = parser.parse_args(argv)
+    run = Path(args.run)
+    if not run.is_dir() and (run.is_absolute() or (run.parent.is_dir() and run.parent != Path("."))):
+        raise FileNotFoundError(f"--run {args.run}: no such run folder (nor a hub repo id)")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         from hf_spam.app import build_app
