@@ -33,6 +33,7 @@ from .args import DataArguments
 from .data import SplitReport, dataset_label, load_splits
 from .features import FeatureArguments, embedding_inputs
 from .metrics import classification_metrics
+from .operating_point import OperatingPointArguments, calibration_metrics, select_operating_point
 from .outputs import metrics_record, write_args, write_json
 
 logger = logging.getLogger(__name__)
@@ -123,15 +124,30 @@ def fit_with_validation(
 
 
 def evaluate_classifier(model: Pipeline, x: Any, y: Sequence[int] | np.ndarray) -> dict[str, Any]:
-    """``classification_metrics`` of ``model.predict_proba(x)``, plus ``loss``: the log loss."""
+    """``classification_metrics`` of ``model.predict_proba(x)``, plus ``loss`` (the log loss) and the
+    calibration metrics (``pr_auc``, ``brier``, ``ece``)."""
     y = np.asarray(y)
     probabilities = model.predict_proba(x)
     classes = model.classes_
     if not np.array_equal(classes, np.arange(len(classes))):
         raise ValueError(f"labels must be 0..k-1 and all present in training, got classes {classes}")
-    return {"loss": float(log_loss(y, probabilities, labels=classes))} | classification_metrics(
-        probabilities, y
+    return (
+        {"loss": float(log_loss(y, probabilities, labels=classes))}
+        | classification_metrics(probabilities, y)
+        | calibration_metrics(probabilities, y)
     )
+
+
+def operating_point_of(
+    model: Pipeline, inputs: dict[str, tuple[Any, np.ndarray]], id2label: dict[int, str]
+) -> dict[str, Any]:
+    """The operating-point record of metrics.json (threshold for the best validation F1, no calibration),
+    from the log-probabilities of the fitted model (softmax of them gives the probabilities back)."""
+    outputs = {
+        name: (torch.from_numpy(np.log(np.clip(model.predict_proba(x), 1e-12, 1.0))), torch.from_numpy(y))
+        for name, (x, y) in inputs.items()
+    }
+    return select_operating_point(outputs, id2label, OperatingPointArguments())[1]
 
 
 def _metrics(
@@ -145,6 +161,7 @@ def _metrics(
     device: torch.device,
     backbone_parameters: int,
     eval_seconds: float,
+    operating_point: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`hf_spam.outputs.metrics_record` of this run; training time = feature extraction + fit."""
     lr_parameters = fit.num_parameters()
@@ -168,6 +185,7 @@ def _metrics(
         },
         parameters={"trainable": lr_parameters, "total": backbone_parameters + lr_parameters},
         device=device,
+        operating_point=operating_point,
     )
 
 
@@ -192,9 +210,10 @@ def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dic
         info["feature_dim"] = len(fit.model[0].vocabulary_)
     start = time.perf_counter()
     results = {n: evaluate_classifier(fit.model, x, y) for n, (x, y) in inputs.items()}
+    point = operating_point_of(fit.model, inputs, dict(enumerate(splits["train"].features["label"].names)))
     eval_seconds = time.perf_counter() - start
     metrics = _metrics(
-        args, data_args, run_dir, report, fit, results, info, device, backbone_parameters, eval_seconds
+        args, data_args, run_dir, report, fit, results, info, device, backbone_parameters, eval_seconds, point
     )
     write_args(run_dir, args, data_args)
     write_json(run_dir / "metrics.json", metrics)

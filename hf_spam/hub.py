@@ -134,7 +134,10 @@ TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
     "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model", "chat_template.jinja",
 )  # fmt: skip
-RUN_FILES = ("README.md", "metrics.json", "args.json", "history.json", "curves.png")
+RUN_FILES = (
+    "README.md", "metrics.json", "args.json", "history.json", "curves.png",
+    "operating_point.json", "examples.json",  # for Predictor and the app
+)  # fmt: skip
 
 
 def hub_endpoint() -> str:

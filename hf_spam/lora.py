@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ from .args import ModelArguments
 from .classifier import GPT2Classifier, model_parts, parameter_counts
 from .hub import is_local
 from .models import build_classifier
+from .operating_point import OPERATING_POINT_FILE
 from .tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -299,5 +301,8 @@ def merge_lora_run(run_dir: str | os.PathLike, output: str | os.PathLike | None 
     merged = load_lora_classifier(run_dir).merge_and_unload()
     merged.save_pretrained(output)
     load_tokenizer(run_dir).save_pretrained(output)
+    point = Path(run_dir) / OPERATING_POINT_FILE
+    if point.is_file():  # the run's threshold and temperature go with the merged model
+        shutil.copyfile(point, output / OPERATING_POINT_FILE)
     logger.info("merged model written to %s", output)
     return output

@@ -35,6 +35,7 @@ def metrics_record(
     device: torch.device,
     num_processes: int = 1,
     mixed_precision: str = "no",
+    operating_point: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The one ``metrics.json`` layout of every recipe (fine-tuning and frozen features alike).
 
@@ -42,6 +43,9 @@ def metrics_record(
     ``seconds``: ``training`` (fitting only) and ``evaluation`` (every evaluation, during and after).
     ``best``: how the reported model was picked on validation: ``metric``, ``value``, ``step`` (None when
     there are no steps). ``details``: what only this recipe has (optimizer steps, chosen ``C``, ...).
+    ``operating_point``: the threshold and temperature chosen on validation, with every split at 0.5 and at
+    that threshold and calibration before/after (:func:`hf_spam.operating_point.select_operating_point`);
+    ``None`` where a recipe picks none.
     """
     if set(seconds) != {"training", "evaluation"}:
         raise ValueError(f"seconds needs training and evaluation, got {sorted(seconds)}")
@@ -69,6 +73,7 @@ def metrics_record(
         "device": device_description(device),
         "num_processes": num_processes,
         "mixed_precision": mixed_precision,
+        "operating_point": operating_point,
     }
 
 

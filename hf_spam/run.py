@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from datasets import DatasetDict
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from .app_data import sample_examples, write_examples
 from .args import DataArguments, ModelArguments, TrainArguments
 from .checkpoints import find_checkpoint
 from .classifier import parameter_counts, set_trainable
@@ -34,8 +35,14 @@ from .data import dataset_label, load_splits, longest_length, make_dataloader, t
 from .hub import HubError, check_push, push_run
 from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
 from .models import build_classifier, tokenizer_for
+from .operating_point import (
+    OperatingPointArguments,
+    balanced_class_weights,
+    calibration_metrics,
+    select_operating_point,
+)
 from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
-from .train import Trainer, evaluate
+from .train import Trainer, metrics_from_logits, predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ class PreparedData:
     id2label: dict[int, str]
     pad_to: int | None
     split_report: Any
+    examples: list[dict[str, Any]] = field(default_factory=list)  # a few test texts, for the app
 
 
 def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreparedData:
@@ -65,7 +73,10 @@ def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: 
             }
         )
     names = splits["train"].features["label"].names
-    return PreparedData(tokens, dict(enumerate(names)), pad_to, report)
+    id2label = dict(enumerate(names))
+    return PreparedData(
+        tokens, id2label, pad_to, report, sample_examples(splits["test"], id2label, seed=seed)
+    )
 
 
 def make_loaders(
@@ -161,8 +172,10 @@ def run_classification(
     data_args: DataArguments,
     train_args: TrainArguments,
     lora_args: LoraArguments | None = None,
+    point_args: OperatingPointArguments | None = None,
 ) -> dict:
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
+    point_args = point_args or OperatingPointArguments()
     check_lora_arguments(model_args, lora_args)
     process = PartialState(cpu=not has_accelerator())  # then `accelerate launch --multi_gpu` runs on CPUs
     hub_repo = check_push_on_main(process, train_args)  # fails now, not after training
@@ -191,19 +204,32 @@ def run_classification(
     loaders = make_loaders(data, tokenizer, data_args, train_args)
     if accelerator.is_main_process:
         extra = [lora_args] if model_args.trainable == "lora" else []
-        write_args(run_dir, model_args, data_args, train_args, *extra)
+        write_args(run_dir, model_args, data_args, train_args, point_args, *extra)
     accelerator.init_trackers(
         run_dir.name, config={"lr": train_args.learning_rate, "model": model_args.model}
     )
+    identity, class_weights = run_identity(model_args, data_args, data), None
+    if point_args.class_weights == "balanced":
+        class_weights = balanced_class_weights(data.tokens["train"]["label"], len(data.id2label))
+        identity["train.class_weights"] = class_weights
+        logger.info(
+            "--class_weights balanced: %s", dict(zip(data.id2label.values(), class_weights, strict=True))
+        )
     trainer = Trainer(
         model, loaders["train_shuffled"], loaders["validation"], accelerator, train_args, run_dir,
-        identity=run_identity(model_args, data_args, data),
+        identity=identity, class_weights=class_weights,
     )  # fmt: skip
     state = trainer.train()
     start = time.perf_counter()
-    splits = {
-        name: evaluate(trainer.model, accelerator.prepare(loaders[name]), accelerator) for name in data.tokens
+    outputs = {
+        name: predict_logits(trainer.model, accelerator.prepare(loaders[name]), accelerator)
+        for name in data.tokens
     }
+    splits = {
+        name: metrics_from_logits(logits, labels) | calibration_metrics(torch.softmax(logits, -1), labels)
+        for name, (logits, labels) in outputs.items()
+    }
+    point, point_record = select_operating_point(outputs, data.id2label, point_args)
     metrics = metrics_record(
         recipe="fine_tuning",
         run_dir=run_dir,
@@ -226,7 +252,9 @@ def run_classification(
             "optimizer_steps": state.global_step,
             "epochs_completed": state.epoch,
             "stopped_early": state.stopped_early,
+            "class_weights": class_weights,
         },
+        operating_point=point_record,
         parameters=counts,
         device=accelerator.device,
         num_processes=accelerator.num_processes,
@@ -235,6 +263,8 @@ def run_classification(
     if accelerator.is_main_process:
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
+        point.save(run_dir)
+        write_examples(run_dir, data.examples)
         plot_curves(state.history, run_dir / "curves.png", title=f"{model_args.model} on {data_args.dataset}")
         if train_args.save_model:
             _save_model(accelerator.unwrap_model(trainer.model), tokenizer, run_dir, lora_base, lora_args)

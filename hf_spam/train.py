@@ -88,8 +88,10 @@ def optimizer_for(model: torch.nn.Module, learning_rate: float, weight_decay: fl
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, Any]:
-    """Loss and classification metrics over every example of ``loader`` (each counted once)."""
+def predict_logits(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits ``(n, num_labels)`` and labels ``(n,)`` of every example of ``loader`` (each once)."""
     was_training = model.training
     model.eval()
     all_logits, all_labels = [], []
@@ -99,7 +101,16 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerato
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
     model.train(was_training)
-    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, Any]:
+    """Loss and classification metrics over every example of ``loader`` (each counted once)."""
+    return metrics_from_logits(*predict_logits(model, loader, accelerator))
+
+
+def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+    """The (unweighted) cross-entropy ``loss`` and :func:`~hf_spam.metrics.classification_metrics`."""
     results = {"loss": F.cross_entropy(logits, labels).item()}
     results |= classification_metrics(torch.softmax(logits, -1).numpy(), labels.numpy())
     return results
@@ -123,8 +134,13 @@ class Trainer:
         args: TrainArguments,
         run_dir: str | Path,
         identity: dict[str, Any] | None = None,
+        class_weights: list[float] | None = None,
     ) -> None:
         self.accelerator = accelerator
+        # the training loss weighs each class (None: plain cross-entropy); evaluation losses stay unweighted
+        self.class_weights = (
+            None if class_weights is None else torch.tensor(class_weights, device=accelerator.device)
+        )
         self.args = args
         self.run_dir = Path(run_dir)
         self.state = TrainState()
@@ -203,7 +219,7 @@ class Trainer:
         state = self.state
         with self.accelerator.accumulate(self.model):
             logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            loss = F.cross_entropy(logits.float(), batch["labels"])
+            loss = F.cross_entropy(logits.float(), batch["labels"], weight=self.class_weights)
             self.accelerator.backward(loss)
             if self.accelerator.sync_gradients and self.args.max_grad_norm:
                 self.accelerator.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)

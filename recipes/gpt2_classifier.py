@@ -20,12 +20,15 @@ from accelerate import PartialState
 from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.cli import run_main
 from hf_spam.lora import LoraArguments
+from hf_spam.operating_point import OperatingPointArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
 
 def main(argv: list[str] | None = None) -> dict:
     metrics = run_classification(
-        *parse_args((ModelArguments, DataArguments, TrainArguments, LoraArguments), argv)
+        *parse_args(
+            (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments), argv
+        )
     )
     if PartialState().is_main_process:
         print(summary_line(metrics))

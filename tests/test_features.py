@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYOUT = {  # the top-level keys of every recipe's metrics.json (hf_spam.outputs.metrics_record)
     "schema_version", "recipe", "run", "model", "implementation", "dataset", "splits", "split_sizes",
     "split_report", "seconds", "training", "parameters", "peak_memory", "device", "num_processes",
-    "mixed_precision",
+    "mixed_precision", "operating_point",
 }  # fmt: skip
 SPLIT_METRICS = {"n", "loss", "accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"}
 BERT_VOCAB = [

@@ -287,7 +287,8 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
     full_bytes = (run_dir / "merged" / "model.safetensors").stat().st_size
     assert adapter_bytes < 0.05 * full_bytes  # r=8 on a 32-wide model; ~1.8 % for GPT-2 small at r=16
 
-    unmerged = Predictor(run_dir)(TEXTS)  # the PeftModel on its rebuilt base
+    # the PeftModel on its rebuilt base, at argmax (the pipeline knows no run threshold)
+    unmerged = Predictor(run_dir, threshold=0.5)(TEXTS)
     pipe = transformers.pipeline("text-classification", model=str(run_dir / "merged"))
     for mine, theirs in zip(unmerged, pipe(TEXTS), strict=True):
         assert mine["label"] == theirs["label"]
@@ -302,7 +303,7 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
     capsys.readouterr()
     recipe("predict").main(["--run", str(run_dir), *TEXTS])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["label"] for line in lines] == [r["label"] for r in unmerged]
+    assert [line["probabilities"] for line in lines] == [r["probabilities"] for r in unmerged]
 
 
 def test_bert_recipe_lora_merged_folder_in_pipeline(tiny_bert_dir, sms_file, tmp_path):
@@ -323,8 +324,11 @@ def test_bert_recipe_lora_merged_folder_in_pipeline(tiny_bert_dir, sms_file, tmp
     assert 0 < metrics["parameters"]["trainable"] < metrics["parameters"]["total"]
     merged = json.loads((run_dir / "merged" / "config.json").read_text())
     assert merged["architectures"] == ["BertForSequenceClassification"]
+    assert (run_dir / "merged" / "operating_point.json").read_text() == (
+        run_dir / "operating_point.json"
+    ).read_text()
     pipe = transformers.pipeline("text-classification", model=str(run_dir / "merged"))
-    for mine, theirs in zip(Predictor(run_dir)(TEXTS), pipe(TEXTS), strict=True):
+    for mine, theirs in zip(Predictor(run_dir, threshold=0.5)(TEXTS), pipe(TEXTS), strict=True):
         assert mine["label"] == theirs["label"]
         assert mine["probability"] == pytest.approx(theirs["score"], abs=1e-5)
 

@@ -132,7 +132,7 @@ def test_outputs_pipeline_and_predict(base_args, tmp_path):
     from hf_spam.predict import Predictor
 
     texts = ["URGENT! You have won a 1 week FREE membership", "I'll be home soon, want anything?"]
-    ours = Predictor(run_dir)(texts)
+    ours = Predictor(run_dir, threshold=0.5)(texts)  # argmax, as the pipeline (no run threshold)
     pipe = transformers.pipeline("text-classification", model=str(run_dir))
     for mine, theirs in zip(ours, pipe(texts), strict=True):
         assert mine["label"] == theirs["label"]
@@ -237,7 +237,8 @@ def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
 
     texts = ["urgent! call now to claim your free prize", "ok i am in the car"]
     pipe = transformers.pipeline("text-classification", model=str(tmp_path / "bert"))
-    for mine, theirs in zip(Predictor(tmp_path / "bert")(texts), pipe(texts), strict=True):
+    # argmax, as the pipeline: it knows no run threshold
+    for mine, theirs in zip(Predictor(tmp_path / "bert", threshold=0.5)(texts), pipe(texts), strict=True):
         assert mine["label"] == theirs["label"]
         assert mine["probability"] == pytest.approx(theirs["score"], abs=1e-5)
 
