@@ -120,6 +120,8 @@ def test_recipe_pushes_once_after_training_files_and_card(hub, train_argv, tmp_p
         "args.json",
         "history.json",
         "curves.png",
+        "operating_point.json",
+        "examples.json",
     }  # no checkpoints/, no best-weights scratch file
     for name in set(files) - {".gitattributes"}:
         assert files[name] == (run_dir / name).read_bytes(), name
