@@ -77,9 +77,10 @@ def metrics_record(
     }
 
 
-def claim_run_dir(run_dir: Path, overwrite: bool, resume: str | None, is_main_process: bool = True) -> None:
+def claim_run_dir(run_dir: Path, overwrite: bool, resume: str | None) -> None:
     """Make sure a new run does not mix with another one: an existing, non-empty ``run_dir`` is an error
-    naming it, unless the run resumes (``resume``) or ``overwrite`` says to delete it (main process)."""
+    naming it, unless the run resumes (``resume``) or ``overwrite`` says to delete it. Call it on one
+    process (:func:`hf_spam.run.on_main_process`)."""
     if not run_dir.is_dir() or not any(run_dir.iterdir()) or resume:
         return
     if not overwrite:
@@ -87,9 +88,8 @@ def claim_run_dir(run_dir: Path, overwrite: bool, resume: str | None, is_main_pr
             f"the run folder {run_dir} exists already: choose another --run_name, continue it with "
             "--resume_from_checkpoint latest, or replace it with --overwrite_output_dir"
         )
-    if is_main_process:
-        logger.warning("--overwrite_output_dir: deleting the earlier run folder %s", run_dir)
-        shutil.rmtree(run_dir)
+    logger.warning("--overwrite_output_dir: deleting the earlier run folder %s", run_dir)
+    shutil.rmtree(run_dir)
 
 
 def device_description(device: torch.device) -> str:

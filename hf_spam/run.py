@@ -10,9 +10,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState
@@ -32,7 +33,8 @@ from .args import DataArguments, ModelArguments, TrainArguments
 from .checkpoints import find_checkpoint
 from .classifier import parameter_counts, set_trainable
 from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
-from .hub import HubError, check_push, push_run
+from .hub import check_push as check_hub
+from .hub import push_run
 from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
 from .models import build_classifier, tokenizer_for
 from .operating_point import (
@@ -45,6 +47,7 @@ from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, wri
 from .train import Trainer, metrics_from_logits, predict_logits
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -147,24 +150,32 @@ def run_identity(model_args: ModelArguments, data_args: DataArguments, data: Pre
     return identity
 
 
-def check_push_on_main(process: PartialState, args: TrainArguments) -> str | None:
+def on_main_process(process: PartialState, check: Callable[[], T]) -> T:
+    """Run ``check`` on the main process alone and give every process its result, or raise its user error
+    (a ``ValueError``/``OSError`` such as :class:`HubError` or ``FileExistsError``) on every process.
+
+    One process decides, so processes cannot race (e.g. one seeing a run folder that another just made).
+    """
+    outcome: list[Any] = [None, None]
+    if process.is_main_process:
+        try:
+            outcome = [check(), None]
+        except (ValueError, OSError) as err:
+            outcome = [None, err]
+    result, error = broadcast_object_list(outcome)
+    if error is not None:
+        raise error
+    return result
+
+
+def check_push(process: PartialState, args: TrainArguments) -> str | None:
     """With ``--push_to_hub``, the hub pre-flight (token, endpoint, repo) on the main process; every process
     raises its :class:`HubError`. Returns the full repo id, or None when nothing is pushed."""
     if not args.push_to_hub:
         return None
-    outcome: list[Any] = [None, None]
-    if process.is_main_process:
-        try:
-            outcome = [
-                check_push(args.hub_model_id, private=args.hub_private, revision=args.hub_revision),
-                None,
-            ]
-        except HubError as err:
-            outcome = [None, str(err)]
-    repo_id, error = broadcast_object_list(outcome)
-    if error:
-        raise HubError(error)
-    return repo_id
+    return on_main_process(
+        process, lambda: check_hub(args.hub_model_id, private=args.hub_private, revision=args.hub_revision)
+    )
 
 
 def run_classification(
@@ -178,10 +189,11 @@ def run_classification(
     point_args = point_args or OperatingPointArguments()
     check_lora_arguments(model_args, lora_args)
     process = PartialState(cpu=not has_accelerator())  # then `accelerate launch --multi_gpu` runs on CPUs
-    hub_repo = check_push_on_main(process, train_args)  # fails now, not after training
+    hub_repo = check_push(process, train_args)  # fails now, not after training
     run_dir = run_dir_for(train_args, model_args, data_args)
-    claim_run_dir(
-        run_dir, train_args.overwrite_output_dir, train_args.resume_from_checkpoint, process.is_main_process
+    on_main_process(
+        process,
+        lambda: claim_run_dir(run_dir, train_args.overwrite_output_dir, train_args.resume_from_checkpoint),
     )
     if train_args.resume_from_checkpoint:
         find_checkpoint(train_args.resume_from_checkpoint, run_dir)  # fail before loading anything
