@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import recipe
 
 gr = pytest.importorskip("gradio", reason='the app tests need gradio: pip install -e ".[app]"')
 from accelerate.state import AcceleratorState  # noqa: E402
@@ -19,14 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 SPAM = "WINNER!! You have won a free prize, txt CLAIM to 80086 now to claim your mobile"
 HAM = "ok i am on my way home, see you in a bit"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-
-
-def recipe(name: str):
-    sys.path.insert(0, str(REPO / "recipes"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 @pytest.fixture(scope="module")

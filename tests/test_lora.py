@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState
+from helpers import recipe
 from safetensors.torch import load_file
 from transformers.pytorch_utils import Conv1D
 
@@ -245,14 +245,6 @@ def test_merged_and_unmerged_logits_agree(setup):
 def _fresh_accelerator_state():
     yield
     AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def recipe(name: str):
-    sys.path.insert(0, str(REPO / "recipes"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def test_gpt2_recipe_lora_merge_predict_pipeline(

@@ -4,7 +4,6 @@ weights, and a tiny real run that saves them for Predictor and recipes/predict.p
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from helpers import recipe
 from sklearn import metrics as sk
 from sklearn.utils.class_weight import compute_class_weight
 
@@ -149,14 +149,6 @@ def test_class_weights_change_the_training_loss_as_computed_by_hand(tiny_bert_di
         picked = log_p[torch.arange(6), batch["labels"]]
         assert losses[name] == pytest.approx((-(w * picked).sum() / w.sum()).item(), rel=1e-5)
     assert losses["weighted"] != pytest.approx(losses["plain"], rel=1e-3)
-
-
-def recipe(name: str):
-    sys.path.insert(0, str(REPO / "recipes"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def test_a_run_picks_and_saves_its_operating_point_and_predict_applies_it(
