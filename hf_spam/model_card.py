@@ -371,7 +371,8 @@ def _usage(info: RunInfo, where: str) -> str:
         code = (
             "from transformers import pipeline\n\n"
             f'classifier = pipeline("text-classification", model="{where}")\n'
-            f"print(classifier({texts!r}))"
+            "texts = [\n" + "".join(f"    {json.dumps(t, ensure_ascii=False)},\n" for t in texts) + "]\n"
+            "print(classifier(texts))"
         )
         note = ""
     cli = f'python recipes/predict.py --run {where} "{texts[0]}"'
