@@ -27,6 +27,7 @@ import gradio as gr
 import pandas as pd
 
 from .app_data import read_examples, read_json, run_file
+from .hub import resolve_run
 from .predict import DEFAULT_LONG_TEXT, LongText, Predictor
 
 logger = logging.getLogger(__name__)
@@ -151,12 +152,13 @@ def build_app(
 ) -> gr.Blocks:
     """The gradio app of ``run`` (a run folder or a hub repo id); ``predictor`` reuses a loaded model."""
     run = str(run)
-    predictor = predictor or Predictor(run, long_text=long_text)
+    folder = resolve_run(run)  # a hub repo id is downloaded once, through the hub cache
+    predictor = predictor or Predictor(folder, long_text=long_text)
     binary = len(predictor.id2label) == 2
     start = predictor.threshold if predictor.threshold is not None else 0.5
-    examples = read_examples(run)
-    metrics = read_json(run, "metrics.json")
-    curves = run_file(run, "curves.png")
+    examples = read_examples(folder)
+    metrics = read_json(folder, "metrics.json")
+    curves = run_file(folder, "curves.png")
     with gr.Blocks(title=f"hf_spam: {Path(run).name}") as demo:
         gr.Markdown(f"## {Path(run).name}\nA text classifier trained with hf_spam: `{run}`")
         name = predictor.id2label.get(1)

@@ -44,18 +44,9 @@ def write_examples(run_dir: str | os.PathLike, examples: list[dict[str, Any]]) -
 
 
 def run_file(run: str | os.PathLike, name: str) -> Path | None:
-    """``name`` in the run folder (or hub repo ``run``), or ``None`` when it has no such file."""
-    if Path(run).is_dir():
-        path = Path(run) / name
-        return path if path.is_file() else None
-    from transformers.utils import cached_file
-
-    try:
-        found = cached_file(str(run), name, _raise_exceptions_for_missing_entries=False)
-    except OSError as error:  # no network, no such repo: the model load reports it properly
-        logger.warning("cannot read %s from %s: %s", name, run, error)
-        return None
-    return Path(found) if found else None
+    """``name`` in the run folder ``run``, or ``None`` when it has no such file."""
+    path = Path(run) / name
+    return path if path.is_file() else None
 
 
 def read_json(run: str | os.PathLike, name: str) -> Any:
