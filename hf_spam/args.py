@@ -148,7 +148,12 @@ class TrainArguments:
     seed: int = field(default=123, metadata={"help": "seeds the split, the init, shuffling and dropout"})
     num_epochs: int = field(default=5, metadata={"help": "training epochs"})
     batch_size: int = field(default=8, metadata={"help": "examples per batch and process"})
-    eval_batch_size: int | None = field(default=None, metadata={"help": "default: batch_size"})
+    eval_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "examples per evaluation batch (evaluation runs longest first); default: 4 x batch_size"
+        },
+    )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate"})
     weight_decay: float = field(
@@ -191,6 +196,14 @@ class TrainArguments:
     report_to: str = field(
         default="none",
         metadata={"help": "accelerate trackers, comma-separated: tensorboard, wandb, ..., all or none"},
+    )
+    cache_frozen: Literal["auto", "off"] = field(
+        default="auto",
+        metadata={
+            "help": "auto: when the embeddings and lower blocks are frozen and have no dropout, compute "
+            "their output once per example (cached on disk, shared by runs) and train/evaluate the upper "
+            "blocks from it; the log says whether and why; off: run the whole model every step"
+        },
     )
     save_model: bool = field(default=True, metadata={"help": "save the final model with save_pretrained"})
     max_steps: int | None = field(
@@ -236,7 +249,7 @@ class TrainArguments:
         if self.resume_from_checkpoint and self.overwrite_output_dir:
             raise ValueError("--resume_from_checkpoint and --overwrite_output_dir exclude each other")
         check_trackers(self.report_to)
-        self.eval_batch_size = self.eval_batch_size or self.batch_size
+        self.eval_batch_size = self.eval_batch_size or 4 * self.batch_size
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id NAME (for example your-name/gpt2-spam)")
         if self.push_to_hub and not self.save_model:

@@ -66,6 +66,13 @@ class LoraArguments:
             "q_proj); default: every attention and MLP projection of the transformer blocks"
         },
     )
+    lora_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "adapt only the top N transformer blocks (default: all); the blocks below stay frozen, "
+            "so --cache_frozen auto computes them once per example"
+        },
+    )
     merge: bool = field(
         default=False, metadata={"help": "also write the merged model (plain format) to <run>/merged"}
     )
@@ -73,6 +80,8 @@ class LoraArguments:
     def __post_init__(self) -> None:
         if self.lora_r < 1:
             raise ValueError(f"--lora_r must be >= 1, got {self.lora_r}")
+        if self.lora_layers is not None and self.lora_layers < 1:
+            raise ValueError(f"--lora_layers must be >= 1, got {self.lora_layers}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
@@ -85,6 +94,8 @@ def check_lora_arguments(model_args: ModelArguments, lora_args: LoraArguments | 
         raise ValueError("--merge needs --trainable lora (full fine-tunes are saved merged already)")
     if lora_args.lora_targets:
         raise ValueError("--lora_targets needs --trainable lora")
+    if lora_args.lora_layers:
+        raise ValueError("--lora_layers needs --trainable lora")
 
 
 def _qualified_names(model: nn.Module) -> dict[int, str]:
@@ -137,6 +148,9 @@ def lora_config(model: nn.Module, args: LoraArguments) -> Any:
         )
     if not matched:
         raise ValueError(f"--lora_targets {targets} match no module of {type(model).__name__}")
+    if args.lora_layers is not None:
+        matched = _in_top_blocks(model, matched, args.lora_layers)
+        targets = "|".join(map(re.escape, matched))  # peft ignores layers_to_transform for regex targets
     modules = dict(model.named_modules())
     conv1d = [isinstance(modules[name], Conv1D) for name in matched]
     if any(conv1d) and not all(conv1d):
@@ -155,6 +169,16 @@ def lora_config(model: nn.Module, args: LoraArguments) -> Any:
         fan_in_fan_out=all(conv1d),  # transformers' GPT-2 Conv1D stores weights (in, out)
         modules_to_save=heads,
     )
+
+
+def _in_top_blocks(model: nn.Module, names: list[str], layers: int) -> list[str]:
+    """The module names among ``names`` that lie inside the top ``layers`` transformer blocks."""
+    blocks = model_parts(model)[0]
+    if layers > len(blocks):
+        raise ValueError(f"--lora_layers {layers}: {type(model).__name__} has only {len(blocks)} blocks")
+    prefix = _qualified_names(model)[id(blocks)]
+    top = {str(i) for i in range(len(blocks) - layers, len(blocks))}
+    return [n for n in names if n.startswith(prefix + ".") and n[len(prefix) + 1 :].split(".")[0] in top]
 
 
 def _matches(targets: str | list[str], name: str) -> bool:

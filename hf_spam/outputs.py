@@ -16,6 +16,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 METRICS_SCHEMA_VERSION = 1  # bump when the layout of metrics.json changes
+OPTIONAL_SECONDS = ("cache_building", "saving")  # besides training and evaluation, where a recipe has them
 
 
 def metrics_record(
@@ -40,15 +41,19 @@ def metrics_record(
     """The one ``metrics.json`` layout of every recipe (fine-tuning and frozen features alike).
 
     ``splits``: per split the metrics of :func:`hf_spam.metrics.classification_metrics` plus ``loss``.
-    ``seconds``: ``training`` (fitting only) and ``evaluation`` (every evaluation, during and after).
+    ``seconds``: ``training`` (fitting only) and ``evaluation`` (every evaluation, during and after); the
+    ``cache_building`` (the frozen-prefix cache) and ``saving`` (the run folder) are 0.0 where a recipe has
+    no such phase (the frozen-features recipe counts its feature extraction as training).
     ``best``: how the reported model was picked on validation: ``metric``, ``value``, ``step`` (None when
     there are no steps). ``details``: what only this recipe has (optimizer steps, chosen ``C``, ...).
     ``operating_point``: the threshold and temperature chosen on validation, with every split at 0.5 and at
     that threshold and calibration before/after (:func:`hf_spam.operating_point.select_operating_point`);
     ``None`` where a recipe picks none.
     """
-    if set(seconds) != {"training", "evaluation"}:
-        raise ValueError(f"seconds needs training and evaluation, got {sorted(seconds)}")
+    if not {"training", "evaluation"} <= set(seconds) <= {"training", "evaluation", *OPTIONAL_SECONDS}:
+        raise ValueError(
+            f"seconds needs training and evaluation (and may have {OPTIONAL_SECONDS}), got {sorted(seconds)}"
+        )
     if set(best) != {"metric", "value", "step"}:
         raise ValueError(f"best needs metric, value and step, got {sorted(best)}")
     return {
@@ -61,7 +66,7 @@ def metrics_record(
         "splits": splits,
         "split_sizes": {name: m["n"] for name, m in splits.items()},
         "split_report": split_report,
-        "seconds": dict(seconds),
+        "seconds": {"training": 0.0, "evaluation": 0.0, **dict.fromkeys(OPTIONAL_SECONDS, 0.0), **seconds},
         "training": {
             "examples": examples,
             "examples_per_second": examples / seconds["training"] if seconds["training"] else None,

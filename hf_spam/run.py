@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from .args import DataArguments, ModelArguments, TrainArguments
 from .checkpoints import find_checkpoint
 from .classifier import parameter_counts, set_trainable
 from .data import dataset_label, load_splits, longest_length, make_dataloader, tokenize
+from .data.cache import get_cache_dir
 from .hub import check_push as check_hub
 from .hub import push_run
 from .lora import LoraArguments, build_lora_classifier, check_lora_arguments, merge_lora_run, save_lora_run
@@ -44,6 +46,15 @@ from .operating_point import (
     select_operating_point,
 )
 from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
+from .prefix_cache import (
+    CachedCollator,
+    FrozenPrefix,
+    PrefixStore,
+    ensure_cached,
+    estimated_bytes,
+    plan_cache,
+    prefix_fingerprint,
+)
 from .train import Trainer, metrics_from_logits, predict_logits
 
 logger = logging.getLogger(__name__)
@@ -85,7 +96,8 @@ def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: 
 def make_loaders(
     data: PreparedData, tokenizer: PreTrainedTokenizerBase, args: DataArguments, train_args: TrainArguments
 ) -> dict[str, DataLoader]:
-    """The shuffled training loader, and an in-order evaluation loader per split."""
+    """The shuffled training loader, and an evaluation loader per split that runs longest first (batches of
+    similar lengths pad least; :func:`loader_order` maps its predictions back to the split's order)."""
     common = {"padding": args.padding, "padding_side": args.padding_side, "pad_to": data.pad_to}
     loaders = {
         "train_shuffled": make_dataloader(
@@ -100,8 +112,28 @@ def make_loaders(
         )
     }
     for name, ds in data.tokens.items():
-        loaders[name] = make_dataloader(ds, tokenizer, train_args.eval_batch_size, **common)
+        loaders[name] = make_dataloader(
+            ds, tokenizer, train_args.eval_batch_size, group_by_length=True, **common
+        )
     return loaders
+
+
+def loader_order(loader: DataLoader) -> torch.Tensor:
+    """The dataset index of each example in the order an (unshuffled) loader yields them."""
+    sampler = loader.batch_sampler
+    return torch.tensor([i for batch in sampler for i in batch], dtype=torch.long)
+
+
+def in_dataset_order(
+    outputs: tuple[torch.Tensor, torch.Tensor], order: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels put back in the dataset's order (``outputs`` came in ``order``)."""
+    restored = []
+    for tensor in outputs:
+        out = torch.empty_like(tensor)
+        out[order] = tensor
+        restored.append(out)
+    return restored[0], restored[1]
 
 
 def run_dir_for(args: TrainArguments, model_args: ModelArguments, data_args: DataArguments) -> Path:
@@ -178,6 +210,58 @@ def check_push(process: PartialState, args: TrainArguments) -> str | None:
     )
 
 
+def frozen_prefix_cache(
+    model: torch.nn.Module,
+    data: PreparedData,
+    loaders: dict[str, DataLoader],
+    accelerator: Accelerator,
+    mode: str,
+    pad_id: int,
+    padding_side: str = "right",
+) -> tuple[FrozenPrefix | None, dict[str, Any]]:
+    """With ``--cache_frozen auto`` and a frozen, deterministic lower part (:func:`plan_cache`): compute the
+    missing boundary states of every split, make the loaders carry them and the frozen blocks skip.
+
+    Returns the attached prefix (None when not used) and the record metrics.json keeps (why, depth, store,
+    examples reused and computed, seconds).
+    """
+    if mode == "off":
+        logger.info("frozen-prefix cache: off (--cache_frozen off)")
+        return None, {"used": False, "reason": "--cache_frozen off", "seconds": 0.0}
+    plan = plan_cache(model, padding_side)
+    if not plan.eligible:
+        logger.info("frozen-prefix cache: not used: %s", plan.reason)
+        return None, {"used": False, "reason": plan.reason, "seconds": 0.0}
+    start = time.perf_counter()
+    examples = [ids for ds in data.tokens.values() for ids in ds["input_ids"]]
+    need, free = estimated_bytes(examples, model), shutil.disk_usage(get_cache_dir()).free
+    if need > 0.9 * free:
+        reason = f"it needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are free in {get_cache_dir()}"
+        logger.warning("frozen-prefix cache: not used: %s (set HF_SPAM_CACHE to a larger disk)", reason)
+        return None, {"used": False, "reason": reason, "seconds": 0.0}
+    model.to(accelerator.device)
+    prefix = FrozenPrefix(model, plan.depth)
+    store = PrefixStore.open(prefix_fingerprint(model, plan.depth, accelerator.mixed_precision))
+    ensure_cached(
+        prefix, store, examples, pad_id=pad_id, device=accelerator.device,
+        process_index=accelerator.process_index, num_processes=accelerator.num_processes,
+        barrier=accelerator.wait_for_everyone, autocast=accelerator.autocast,
+    )  # fmt: skip
+    prefix.attach()
+    for loader in loaders.values():
+        loader.collate_fn = CachedCollator(loader.collate_fn, store)
+    seconds = time.perf_counter() - start
+    logger.info(
+        "frozen-prefix cache: used (%s); %s: %d examples reused, %d computed in %.1f s",
+        plan.reason, store.root, store.reused, store.computed, seconds,
+    )  # fmt: skip
+    record = {
+        "used": True, "reason": plan.reason, "depth": plan.depth, "store": str(store.root),
+        "examples_reused": store.reused, "examples_computed": store.computed, "seconds": seconds,
+    }  # fmt: skip
+    return prefix, record
+
+
 def run_classification(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -214,6 +298,15 @@ def run_classification(
     model, lora_base = _build_model(model_args, data, tokenizer, lora_args, train_args.seed)
     counts = parameter_counts(model)
     loaders = make_loaders(data, tokenizer, data_args, train_args)
+    prefix, cache_record = frozen_prefix_cache(
+        model,
+        data,
+        loaders,
+        accelerator,
+        train_args.cache_frozen,
+        tokenizer.pad_token_id,
+        data_args.padding_side,
+    )
     if accelerator.is_main_process:
         extra = [lora_args] if model_args.trainable == "lora" else []
         write_args(run_dir, model_args, data_args, train_args, point_args, *extra)
@@ -229,14 +322,21 @@ def run_classification(
         )
     trainer = Trainer(
         model, loaders["train_shuffled"], loaders["validation"], accelerator, train_args, run_dir,
-        identity=identity, class_weights=class_weights,
+        identity=identity, class_weights=class_weights, prefix=prefix,
     )  # fmt: skip
     state = trainer.train()
     start = time.perf_counter()
-    outputs = {
-        name: predict_logits(trainer.model, accelerator.prepare(loaders[name]), accelerator)
-        for name in data.tokens
-    }
+    outputs = {}
+    for name in data.tokens:
+        last = trainer.last_eval
+        if name == "validation" and last is not None and last[0] == state.best_step:
+            found = last[1:]  # the best weights are those of the latest evaluation: no second pass
+        else:
+            found = predict_logits(trainer.model, accelerator.prepare(loaders[name]), accelerator, prefix)
+        outputs[name] = in_dataset_order(found, loader_order(loaders[name]))
+    evaluation_seconds = state.eval_seconds + time.perf_counter() - start
+    if prefix is not None:
+        prefix.detach()  # the model is the full model again (saved, pushed, used by the caller)
     splits = {
         name: metrics_from_logits(logits, labels) | calibration_metrics(torch.softmax(logits, -1), labels)
         for name, (logits, labels) in outputs.items()
@@ -252,7 +352,8 @@ def run_classification(
         split_report=data.split_report,
         seconds={
             "training": state.train_seconds,
-            "evaluation": state.eval_seconds + time.perf_counter() - start,
+            "evaluation": evaluation_seconds,
+            "cache_building": cache_record["seconds"],
         },
         examples=state.examples_seen,
         best={
@@ -263,8 +364,10 @@ def run_classification(
         details={
             "optimizer_steps": state.global_step,
             "epochs_completed": state.epoch,
+            "epoch_training_seconds": state.epoch_seconds,
             "stopped_early": state.stopped_early,
             "class_weights": class_weights,
+            "frozen_prefix_cache": cache_record,
         },
         operating_point=point_record,
         parameters=counts,
@@ -272,14 +375,16 @@ def run_classification(
         num_processes=accelerator.num_processes,
         mixed_precision=accelerator.mixed_precision,
     )
+    start = time.perf_counter()
     if accelerator.is_main_process:
-        write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
         point.save(run_dir)
         write_examples(run_dir, data.examples)
         plot_curves(state.history, run_dir / "curves.png", title=f"{model_args.model} on {data_args.dataset}")
         if train_args.save_model:
             _save_model(accelerator.unwrap_model(trainer.model), tokenizer, run_dir, lora_base, lora_args)
+        metrics["seconds"]["saving"] = time.perf_counter() - start
+        write_json(run_dir / "metrics.json", metrics)  # last: a run folder with metrics.json is complete
     accelerator.wait_for_everyone()
     accelerator.end_training()
     logger.info("run folder: %s; test accuracy %.4f", run_dir, splits["test"]["accuracy"])

@@ -36,6 +36,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .metrics import classification_metrics
+from .prefix_cache import FrozenPrefix, forward_logits
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class TrainState:
     examples_seen: int = 0  # on all processes
     train_seconds: float = 0.0  # forward, backward and optimizer steps only
     eval_seconds: float = 0.0  # validation evaluations during training
+    epoch_seconds: list[float] = field(default_factory=list)  # training seconds of each completed epoch
     best_metric: float | None = None
     best_step: int | None = None
     evals_since_best: int = 0
@@ -89,14 +91,18 @@ def optimizer_for(model: torch.nn.Module, learning_rate: float, weight_decay: fl
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator
+    model: torch.nn.Module,
+    loader: DataLoader,
+    accelerator: Accelerator,
+    prefix: FrozenPrefix | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 logits ``(n, num_labels)`` and labels ``(n,)`` of every example of ``loader`` (each once)."""
+    """Float32 logits ``(n, num_labels)`` and labels ``(n,)`` of every example of ``loader`` (each once),
+    in the loader's order; batches carrying cached frozen-prefix states are fed through ``prefix``."""
     was_training = model.training
     model.eval()
     all_logits, all_labels = [], []
     for batch in loader:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        logits = forward_logits(model, batch, prefix).float()
         logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
@@ -104,9 +110,11 @@ def predict_logits(
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, prefix: FrozenPrefix | None = None
+) -> dict[str, Any]:
     """Loss and classification metrics over every example of ``loader`` (each counted once)."""
-    return metrics_from_logits(*predict_logits(model, loader, accelerator))
+    return metrics_from_logits(*predict_logits(model, loader, accelerator, prefix))
 
 
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
@@ -123,6 +131,8 @@ class Trainer:
     frozen (see :func:`hf_spam.classifier.set_trainable`): only trainable parameters are optimised and
     saved as "best". ``identity`` (model, data fingerprint, ...) is stored in every checkpoint, with the
     arguments of :data:`RESULT_ARGS`; resuming from a checkpoint of another identity is an error.
+    ``prefix``: the attached frozen-prefix cache whose states the loaders' batches carry (or None).
+    The logits of the latest validation evaluation are kept in :attr:`last_eval` ``(step, logits, labels)``.
     """
 
     def __init__(
@@ -135,8 +145,11 @@ class Trainer:
         run_dir: str | Path,
         identity: dict[str, Any] | None = None,
         class_weights: list[float] | None = None,
+        prefix: FrozenPrefix | None = None,
     ) -> None:
         self.accelerator = accelerator
+        self.prefix = prefix
+        self.last_eval: tuple[int, torch.Tensor, torch.Tensor] | None = None
         # the training loss weighs each class (None: plain cross-entropy); evaluation losses stay unweighted
         self.class_weights = (
             None if class_weights is None else torch.tensor(class_weights, device=accelerator.device)
@@ -199,6 +212,7 @@ class Trainer:
                     break
             else:
                 state.train_seconds += time.perf_counter() - start
+                state.epoch_seconds.append(state.train_seconds - sum(state.epoch_seconds))
                 state.epoch += 1
                 state.batches_in_epoch = 0
                 if not state.history or state.history[-1]["step"] != state.global_step:
@@ -218,7 +232,7 @@ class Trainer:
     def _train_batch(self, batch: dict[str, torch.Tensor]) -> None:
         state = self.state
         with self.accelerator.accumulate(self.model):
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = forward_logits(self.model, batch, self.prefix)
             loss = F.cross_entropy(logits.float(), batch["labels"], weight=self.class_weights)
             self.accelerator.backward(loss)
             if self.accelerator.sync_gradients and self.args.max_grad_norm:
@@ -247,7 +261,9 @@ class Trainer:
         """Evaluate on the validation loader, record it in the history, track the best, maybe stop."""
         state = self.state
         start = time.perf_counter()
-        results = evaluate(self.model, self.eval_loader, self.accelerator)
+        logits, labels = predict_logits(self.model, self.eval_loader, self.accelerator, self.prefix)
+        results = metrics_from_logits(logits, labels)
+        self.last_eval = (state.global_step, logits, labels)
         state.eval_seconds += time.perf_counter() - start
         running = state.running
         record = {

@@ -67,11 +67,11 @@ def folder_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def shared_run(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("shared")
-    real_evaluate = hf_spam.train.evaluate
+    real_predict = hf_spam.train.predict_logits
 
-    def slow_evaluate(*a, **k):
+    def slow_predict(*a, **k):  # what the trainer's validation evaluations call
         time.sleep(EVAL_PAUSE)
-        return real_evaluate(*a, **k)
+        return real_predict(*a, **k)
 
     real_train = hf_spam.train.Trainer.train
     wall: dict[str, float] = {}
@@ -84,7 +84,7 @@ def shared_run(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path_factory):
             wall["train"] = time.perf_counter() - start
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hf_spam.train, "evaluate", slow_evaluate)
+        patch.setattr(hf_spam.train, "predict_logits", slow_predict)
         patch.setattr(hf_spam.train.Trainer, "train", timed_train)
         metrics = run([
             *tiny_args(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, out), "--run_name", "shared",
