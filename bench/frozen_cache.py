@@ -11,7 +11,8 @@ Each mode runs :func:`hf_spam.run.run_classification` with a fresh ``HF_SPAM_CAC
 pays its own tokenisation and the cache mode pays for building its cache. Printed per mode: training
 seconds of each epoch, training / evaluation / cache-building / saving seconds, the whole call's wall time
 (data, model, cache, training, evaluation, saving), its ratio to ``book``, and the test accuracy. Not in
-the wall time: Python and library imports, the same for every mode.
+the wall time: Python and library imports, the same for every mode. The machine's 1-minute load average
+before and after each mode is printed too: on a shared machine, compare ratios only where it is steady.
 
     python bench/frozen_cache.py --tokenizer ../shared/models/gpt2-tokenizer --weights random \\
         --data_source ../shared/data/sms_spam/SMSSpamCollection
@@ -53,7 +54,7 @@ def run_mode(name: str, recipe_args: list[str], output_dir: Path) -> dict:
         os.environ["HF_SPAM_CACHE"] = cache
         argv = [*BOOK, *recipe_args, *MODES[name], "--output_dir", str(output_dir), "--run_name", name,
                 "--overwrite_output_dir"]  # fmt: skip
-        start = time.perf_counter()
+        load_before, start = os.getloadavg()[0], time.perf_counter()
         metrics = run_classification(*parse_args(GROUPS, argv))
         wall = time.perf_counter() - start
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -61,6 +62,7 @@ def run_mode(name: str, recipe_args: list[str], output_dir: Path) -> dict:
     return {
         "mode": name,
         "wall_seconds": wall,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after
         "seconds": metrics["seconds"],
         "epoch_training_seconds": details["epoch_training_seconds"],
         "frozen_prefix_cache": details["frozen_prefix_cache"],
@@ -77,18 +79,19 @@ def table(rows: list[dict]) -> str:
     book = next((r["wall_seconds"] for r in rows if r["mode"] == "book"), None)
     lines = [
         "| mode | epoch training s | training s | evaluation s | cache building s | saving s | total s "
-        "| vs book | test acc | val acc |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| vs book | test acc | val acc | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["seconds"]
         epochs = " / ".join(f"{e:.1f}" for e in r["epoch_training_seconds"])
         ratio = f"{book / r['wall_seconds']:.2f}x" if book else "-"
+        load = r["load_average_1min"]
         lines.append(
             f"| {r['mode']} | {epochs} | {s['training']:.1f} | {s['evaluation']:.1f} "
             f"| {s['cache_building']:.1f} | {s['saving']:.1f} | {r['wall_seconds']:.1f} | {ratio} "
             f"| {100 * r['test_accuracy']:.2f} % "
-            f"| {100 * r['validation_accuracy']:.2f} % |"
+            f"| {100 * r['validation_accuracy']:.2f} % | {load[0]} / {load[1]} |"
         )
     return "\n".join(lines)
 
