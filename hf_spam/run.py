@@ -43,7 +43,15 @@ from .operating_point import (
     calibration_metrics,
     select_operating_point,
 )
-from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
+from .outputs import (
+    PREDICTIONS_FILE,
+    claim_run_dir,
+    metrics_record,
+    plot_curves,
+    write_args,
+    write_json,
+    write_predictions,
+)
 from .train import Trainer, metrics_from_logits, predict_logits
 
 logger = logging.getLogger(__name__)
@@ -273,6 +281,8 @@ def run_classification(
         mixed_precision=accelerator.mixed_precision,
     )
     if accelerator.is_main_process:
+        test_probabilities = torch.softmax(outputs["test"][0], -1)  # before metrics.json, the done mark
+        write_predictions(run_dir / PREDICTIONS_FILE, test_probabilities, outputs["test"][1])
         write_json(run_dir / "metrics.json", metrics)
         write_json(run_dir / "history.json", state.history)
         point.save(run_dir)

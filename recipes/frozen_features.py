@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
         "run": metrics["run"],
         "accuracy": {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()},
         "best_C": details["best_C"],
+        "analyzer": details.get("analyzer"),
         "feature_dim": details["feature_dim"],
         "cache_hit": details.get("cache_hit"),
         "seconds": round(metrics["seconds"]["training"], 1),
