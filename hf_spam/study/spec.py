@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -85,6 +86,7 @@ def recipe_flags(path: Path) -> frozenset[str]:
     if spec is None or spec.loader is None or not path.is_file():
         raise StudyError(f"recipe {path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     groups = getattr(module, "ARGUMENT_GROUPS", None)
     if not groups:
