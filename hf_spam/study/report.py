@@ -120,11 +120,12 @@ def _markdown(
     study: Study, results: list[RowResult], answers: list[dict[str, Any]], info: dict[str, Any]
 ) -> str:
     lines = [f"# Study `{study.name}`", ""]
+    runs = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in info["counts"].items())
     if study.description:
         lines += [study.description, ""]
     lines += [
         f"Study file `{study.path}`; every row and seed on the split of seed {study.split_seed}; "
-        f"seeds {study.seeds}. Runs: {', '.join(f'{n} {k}' for k, n in info['counts'].items())}. "
+        f"seeds {study.seeds}. Runs: {runs}. "
         "Total training time of the runs: "
         f"{info['training_seconds']:,.0f} s; this invocation: {info['wall_seconds']:,.0f} s.",
         "",
