@@ -109,20 +109,24 @@ def test_a_bad_study_file_is_one_line_naming_the_file_and_field(tmp_path, change
 
 
 def test_overrides_go_to_rows_whose_recipe_takes_the_flag(tmp_path):
-    path = write_study(tmp_path / "study.yaml", rows=[
-        {"name": "a", "recipe": "gpt2", "args": {"model": "gpt2-medium"}},
+    path = write_study(tmp_path / "study.yaml", shared={"num_epochs": 2}, questions=[], rows=[
+        {"name": "medium", "recipe": "gpt2", "args": {"model": "gpt2-medium", "num_epochs": 3}},
+        {"name": "g", "recipe": "gpt2"},
         {"name": "enc", "recipe": "bert"},
         {"name": "floor", "recipe": "tfidf"},
     ])  # fmt: skip
     study = load_study(path)
-    settings = ["bert:model=mini", "a:learning_rate=0.0001"]
-    apply_overrides(study, {"model": "tiny", "data_source": "sms.txt"}, settings, ["--eval_every", "0"])
-    a, enc, floor = (study.row(name).args for name in ("a", "enc", "floor"))
-    assert a["model"] == "tiny" and enc["model"] == "mini" and "model" not in floor  # TF-IDF has no model
-    assert a["learning_rate"] == 1e-4 and "learning_rate" not in enc
-    assert {a["eval_every"], enc["eval_every"]} == {0} and "eval_every" not in floor
+    settings = ["bert:model=mini", "medium:learning_rate=0.0001", "medium:num_epochs=4"]
+    overrides = {"model": "tiny", "data_source": "sms.txt", "num_epochs": 1}
+    apply_overrides(study, overrides, settings, ["--eval_every", "0"])
+    medium, g, enc, floor = (study.row(name).args for name in ("medium", "g", "enc", "floor"))
+    assert g["model"] == "tiny" and enc["model"] == "mini" and "model" not in floor  # TF-IDF has no model
+    assert medium["model"] == "gpt2-medium"  # what a row sets itself is what it is: kept
+    assert (medium["num_epochs"], g["num_epochs"], enc["num_epochs"]) == (4, 1, 1)  # targeted: replaced
+    assert medium["learning_rate"] == 1e-4 and "learning_rate" not in g
+    assert {g["eval_every"], enc["eval_every"], medium["eval_every"]} == {0} and "eval_every" not in floor
     assert floor == {"method": "tfidf", "analyzer": "best", "data_source": "sms.txt"}
-    assert a["num_epochs"] == 1 and "num_epochs" not in floor  # shared, where the recipe takes it
+    assert any("kept their own value: ['medium']" in note for note in study.notes)
     command = run_command(study.row("floor"), 7, study, tmp_path / "out")
     assert command[1].endswith("frozen_features.py")
     assert command[2:] == ["--method", "tfidf", "--analyzer", "best", "--data_source", "sms.txt",

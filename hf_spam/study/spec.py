@@ -16,8 +16,9 @@ questions:
 --analyzer best``: word or character n-grams, whichever is better on validation) or the path of a recipe
 file that declares ``ARGUMENT_GROUPS``. Row arguments must be flags of the row's recipe; shared arguments
 and overrides go to every row whose recipe takes them. Precedence, last wins: the recipe's preset, ``shared``,
-the row's ``args``, overrides for every row (``--model``, ``--set flag=value``, flags after ``--``), then
-overrides aimed at a recipe or row (``--set bert:model=...``, ``--set last_token:learning_rate=1e-4``).
+overrides for every row (``--model``, ``--set flag=value``, flags after ``--``; they never replace what a row
+sets in its own ``args``), the row's ``args``, then overrides aimed at a recipe or row (``--set
+bert:model=...``, ``--set last_token:learning_rate=1e-4``), which replace anything.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class Row:
     recipe: Recipe
     args: dict[str, Any]
     note: str = ""
+    pinned: frozenset[str] = frozenset()  # flags the row (or its recipe preset) sets itself
 
 
 @dataclass
@@ -178,7 +180,8 @@ def _rows(path: Path, raw: Any, shared: dict[str, Any]) -> list[Row]:
                 f"{where}.args: {bad} not flag(s) of the {recipe.name} recipe ({recipe.path.name})"
             )
         merged = recipe.preset | {k: v for k, v in shared.items() if k in recipe.flags} | args
-        rows.append(Row(name, recipe, merged, str(item.get("note") or "")))
+        pinned = frozenset(recipe.preset) | frozenset(args)
+        rows.append(Row(name, recipe, merged, str(item.get("note") or ""), pinned))
     return rows
 
 
@@ -260,9 +263,13 @@ def parse_setting(text: str) -> tuple[str | None, str, Any]:
 def apply_overrides(
     study: Study, overrides: dict[str, Any], settings: list[str] = (), extra: list[str] = ()
 ) -> None:
-    """Apply command-line overrides in place: ``overrides`` (flag -> value) and untargeted ``settings``
-    to every row whose recipe takes the flag, then ``extra`` (``--flag value ...`` after ``--``), then
-    targeted settings (``recipe:flag=value`` or ``row:flag=value``). A flag no row takes is an error."""
+    """Apply command-line overrides in place.
+
+    ``overrides`` (flag -> value), untargeted ``settings`` (``flag=value``) and ``extra`` (``--flag value
+    ...``, what came after ``--``) replace shared arguments and recipe defaults in every row whose recipe
+    takes the flag -- but never what a row sets itself (its ``args`` are what the row *is*: a model size, a
+    pooling, batch 1 for no padding). Targeted settings (``recipe:flag=value``, ``row:flag=value``) come
+    last and replace even that. A flag no row takes is an error; :attr:`Study.notes` records each."""
     parsed = [parse_setting(text) for text in settings]
     everywhere = dict(overrides) | {flag: value for target, flag, value in parsed if target is None}
     everywhere |= _parse_extra(extra)
@@ -270,10 +277,12 @@ def apply_overrides(
         takers = [row for row in study.rows if flag in row.recipe.flags]
         if not takers:
             raise StudyError(f"--{flag}: not a flag of any row's recipe in {study.path}")
-        for row in takers:
+        changed = [row for row in takers if flag not in row.pinned]
+        for row in changed:
             row.args[flag] = value
-        skipped = [row.name for row in study.rows if row not in takers]
-        study.notes.append(f"--{flag} {value}: every row" + (f" except {skipped}" if skipped else ""))
+        kept = [row.name for row in takers if row not in changed]
+        note = f"--{flag} {value}: rows {[row.name for row in changed]}"
+        study.notes.append(note + (f"; kept their own value: {kept}" if kept else ""))
     names = {row.name for row in study.rows}
     for target, flag, value in parsed:
         if target is None:
