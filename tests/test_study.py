@@ -294,6 +294,7 @@ def test_a_crash_is_isolated_and_an_unfinished_run_is_redone(tmp_path):
     assert comparison["sentence"].startswith("nine beats five by 40.0 points (p = 0.0078")
     rows = {row["name"]: row for row in report["rows"]}
     assert rows["nine"]["metrics"]["training_minutes"]["mean"] == 1.0
+    assert report["run_seconds"] == report["training_seconds"] == 4 * 60.0  # the four finished runs
     assert [f["seed"] for f in rows["five"]["failures"]] == [1]
 
 

@@ -126,8 +126,9 @@ def _markdown(
     lines += [
         f"Study file `{study.path}`; every row and seed on the split of seed {study.split_seed}; "
         f"seeds {study.seeds}. Runs: {runs}. "
-        "Total training time of the runs: "
-        f"{info['training_seconds']:,.0f} s; this invocation: {info['wall_seconds']:,.0f} s.",
+        f"Time of the study's finished runs: {info['run_seconds']:,.0f} s (training and evaluation, from "
+        f"their metrics.json; training alone {info['training_seconds']:,.0f} s); this invocation took "
+        f"{info['wall_seconds']:,.0f} s of wall-clock time (runs skipped as finished take none).",
         "",
         "Mean ± standard deviation over seeds; test accuracy's interval is a 95 % percentile bootstrap over "
         "test examples, pooled over seeds. Peak memory: the run's peak resident set (CPU) or CUDA peak.",
@@ -182,7 +183,8 @@ def write_report(
         status: sum(r.status == status for r in records) for status in ("ran", "skipped", "failed", "not_run")
     }
     training = sum(v for r in results for v in r.values.get("training_minutes", []) if v is not None) * 60
-    info = {"counts": counts, "training_seconds": training, "wall_seconds": wall_seconds}
+    runs = sum(sum(r.run_seconds) for r in results)
+    info = {"counts": counts, "training_seconds": training, "run_seconds": runs, "wall_seconds": wall_seconds}
     study_dir.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_time(results, study_dir / "accuracy_vs_time.png", study.name)
     plot_validation_curves(results, study_dir / "validation_curves.png", study.name)

@@ -48,6 +48,7 @@ class RowResult:
     labels: dict[int, np.ndarray] = field(default_factory=dict)
     histories: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    run_seconds: list[float] = field(default_factory=list)  # training + evaluation of each finished run
     test_interval: tuple[float, float] | None = None
 
     def summary(self, key: str) -> dict[str, float | None]:
@@ -118,9 +119,12 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
         for record in (r for r in records if r.row == row.name):
             metrics = _read_json(record.run_dir / "metrics.json")
             if metrics is None:
-                result.failures.append({"seed": record.seed, "error": record.error, "log": str(record.log)})
+                error = record.error or "no metrics.json (not run yet)"
+                result.failures.append({"seed": record.seed, "error": error, "log": str(record.log)})
                 continue
             result.seeds.append(record.seed)
+            seconds = metrics.get("seconds", {})
+            result.run_seconds.append(seconds.get("training", 0.0) + seconds.get("evaluation", 0.0))
             for key, read in METRICS.items():
                 try:
                     result.values.setdefault(key, []).append(read(metrics))
