@@ -226,6 +226,12 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     assert again["questions"][0]["comparisons"][0]["p_value"] == 1.0
     assert '"skipped": 4' in capsys.readouterr().out
+    # finished runs made with other flags are not mixed in: an error before anything runs
+    changed = r"tiny/a/seed1 was finished with other arguments \(--max_eval_samples: \['12'\] -> \['10'\]\)"
+    with pytest.raises(StudyError, match=changed):
+        compare(
+            [str(path), "--data_source", str(sms_file), "--output_dir", str(out), "--max_eval_samples", "10"]
+        )
 
 
 STUB_RECIPE = '''

@@ -146,9 +146,8 @@ def _markdown(
         "once per seed, so the pooled p alone overstates the evidence when seeds agree.",
         *_question_lines(answers),
     ]
-    notes = [f"- **{r.name}**: {r.note}" for r in results if r.note] + [
-        f"- override {n}" for n in study.notes
-    ]
+    notes = [_row_note(r) for r in results if r.note or r.describe]
+    notes += [f"- override {n}" for n in study.notes]
     if notes:
         lines += ["", "## Notes (what stood in for what)", "", *notes]
     failed = [(r.name, f) for r in results for f in r.failures]
@@ -156,6 +155,12 @@ def _markdown(
         lines += ["", "## Failed runs", ""]
         lines += [f"- {name} seed {f['seed']}: {f['error']} (log: `{f['log']}`)" for name, f in failed]
     return "\n".join(lines) + "\n"
+
+
+def _row_note(r: RowResult) -> str:
+    """The row's note from the study file, and what actually ran (overrides may put a stand-in there)."""
+    ran = f"ran: {r.describe['model']}, weights {r.describe['weights']}" if r.describe else "did not run"
+    return f"- **{r.name}**: {r.note + '; ' if r.note else ''}{ran}"
 
 
 def _csv(results: list[RowResult], path: Path) -> None:

@@ -1,6 +1,7 @@
 """Run every row x seed of a study as its own process, in ``outputs/<study>/<row>/seed<k>/``.
 
-A run whose ``metrics.json`` exists is skipped (an interrupted study resumes); a run that fails is recorded
+A run whose ``metrics.json`` exists is skipped (an interrupted study resumes) -- unless its ``args.json``
+says it ran with other flags, which is an error before anything runs; a run that fails is recorded
 with the last line of its error and the study goes on. A user error (exit status 1 with an ``error:``
 line, e.g. a bad flag or a missing model) is the same for every seed, so the row's other seeds are not
 tried. Each run's output goes to ``outputs/<study>/logs/<row>-seed<k>.log``.
@@ -8,6 +9,7 @@ tried. Each run's output goes to ``outputs/<study>/logs/<row>-seed<k>.log``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .spec import Row, Study
+from .spec import Row, Study, StudyError
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,48 @@ def run_one(command: list[str], record: RunRecord) -> RunRecord:
     return record
 
 
+def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    flag = ""
+    for token in tokens:
+        if token.startswith("--"):
+            flag = token[2:]
+            values[flag] = []
+        else:
+            values.setdefault(flag, []).append(token)
+    values.pop("overwrite_output_dir", None)  # added to redo an unfinished run
+    return values
+
+
+def changed_flags(run_dir: Path, command: list[str]) -> str | None:
+    """How the flags a finished run was made with (its ``args.json`` ``command``) differ from ``command``'s,
+    e.g. ``--max_train_samples: ['32'] -> ['64']``; None when they agree or the run recorded none."""
+    try:
+        recorded = json.loads((run_dir / "args.json").read_text())["command"][1:]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    script = next(i for i, token in enumerate(command) if token.endswith(".py"))
+    old, new = _flag_values(recorded), _flag_values(command[script + 1 :])
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return "; ".join(f"--{k}: {old.get(k)} -> {new.get(k)}" for k in changed[:3]) or None
+
+
+def check_finished_runs(study: Study, study_dir: Path) -> None:
+    """Finished runs must have been made with the flags this study would pass now: else a resumed study
+    would mix results of two settings. Raises :class:`StudyError` naming the first such run."""
+    for row in study.rows:
+        for seed in study.seeds:
+            run_dir = study_dir / row.name / f"seed{seed}"
+            if not (run_dir / "metrics.json").is_file():
+                continue
+            changed = changed_flags(run_dir, run_command(row, seed, study, study_dir))
+            if changed:
+                raise StudyError(
+                    f"{run_dir} was finished with other arguments ({changed}): use another --output_dir, "
+                    "or delete it to run it again"
+                )
+
+
 def run_study(
     study: Study,
     study_dir: Path,
@@ -111,6 +155,7 @@ def run_study(
     dry_run: bool = False,
 ) -> list[RunRecord]:
     """Run (or skip) every row x seed in order; returns one record per run."""
+    check_finished_runs(study, study_dir)
     records: list[RunRecord] = []
     for row in study.rows:
         user_error: str | None = None
