@@ -88,6 +88,13 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "use a random (seeded) subset of N validation and N test rows"}
     )
+    split_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "seeds the split and the max_*_samples subsets (default: --seed); fix it to vary "
+            "--seed on the same split"
+        },
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.dataset, (list, tuple)):

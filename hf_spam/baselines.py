@@ -34,13 +34,15 @@ from .data import SplitReport, dataset_label, load_splits
 from .features import FeatureArguments, embedding_inputs
 from .metrics import classification_metrics
 from .operating_point import OperatingPointArguments, calibration_metrics, select_operating_point
-from .outputs import metrics_record, write_args, write_json
+from .outputs import PREDICTIONS_FILE, metrics_record, write_args, write_json, write_predictions
 
 logger = logging.getLogger(__name__)
 
 TextMethod = Literal["tfidf", "bow"]
+Analyzer = Literal["word", "char"]
 DEFAULT_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
-NGRAM_RANGE = (1, 2)  # unigrams and bigrams
+NGRAM_RANGE = (1, 2)  # word unigrams and bigrams
+CHAR_NGRAM_RANGE = (1, 5)  # character 1- to 5-grams
 
 
 @dataclass
@@ -65,15 +67,24 @@ def embedding_pipeline(max_iter: int = 1000, seed: int = 123) -> Pipeline:
     )
 
 
-def text_pipeline(method: TextMethod, max_iter: int = 1000, seed: int = 123) -> Pipeline:
+def text_pipeline(
+    method: TextMethod, max_iter: int = 1000, seed: int = 123, analyzer: Analyzer = "word"
+) -> Pipeline:
     """Raw text -> n-gram counts (``bow``) or sublinear TF-IDF (``tfidf``) -> ``LogisticRegression``.
 
-    Unigrams and bigrams, lowercased, every term kept (``min_df=1``: the SMS training split is small).
+    ``word``: unigrams and bigrams, lowercased; ``char``: character 1- to 5-grams, case kept (capitals and
+    symbols say much about spam). Every term kept (``min_df=1``: the SMS training split is small).
     """
+    if analyzer == "word":
+        grams = {"ngram_range": NGRAM_RANGE}
+    elif analyzer == "char":
+        grams = {"analyzer": "char", "ngram_range": CHAR_NGRAM_RANGE, "lowercase": False}
+    else:
+        raise ValueError(f"unknown analyzer {analyzer!r}; choose word or char")
     if method == "tfidf":
-        vectorizer = TfidfVectorizer(ngram_range=NGRAM_RANGE, min_df=1, sublinear_tf=True)
+        vectorizer = TfidfVectorizer(**grams, min_df=1, sublinear_tf=True)
     elif method == "bow":
-        vectorizer = CountVectorizer(ngram_range=NGRAM_RANGE, min_df=1)
+        vectorizer = CountVectorizer(**grams, min_df=1)
     else:
         raise ValueError(f"unknown text method {method!r}; choose tfidf or bow")
     return Pipeline(
@@ -189,6 +200,30 @@ def _metrics(
     )
 
 
+def fit_text(
+    args: FeatureArguments, inputs: dict[str, tuple[Any, np.ndarray]]
+) -> tuple[FitResult, str, dict[str, float]]:
+    """TF-IDF / bag-of-words + LR with ``C`` chosen on validation, for ``args.analyzer`` (``best``: word and
+    char both, the better validation accuracy kept; ties go to word). Returns the fit, the analyzer kept
+    and the best validation accuracy of each analyzer tried."""
+    analyzers: list[Analyzer] = ["word", "char"] if args.analyzer == "best" else [args.analyzer]
+    fits = {
+        name: fit_with_validation(
+            text_pipeline(args.method, args.max_iter, args.seed, name),
+            *inputs["train"],
+            *inputs["validation"],
+            C_grid=args.C_grid,
+        )
+        for name in analyzers
+    }
+    by_analyzer = {name: max(fit.val_accuracy_by_C.values()) for name, fit in fits.items()}
+    kept = max(analyzers, key=lambda name: (by_analyzer[name], name == "word"))
+    if len(fits) > 1:
+        logger.info("validation accuracy by analyzer: %s; kept %s", by_analyzer, kept)
+        fits[kept].seconds = sum(fit.seconds for fit in fits.values())  # the time of the whole search
+    return fits[kept], kept, by_analyzer
+
+
 def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dict[str, Any]:
     """Features (frozen embeddings, TF-IDF or bag of words) + logistic regression with ``C`` chosen on
     validation; writes ``metrics.json`` and ``args.json`` to the run folder and returns the metrics."""
@@ -201,17 +236,19 @@ def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dic
         inputs, info, backbone = embedding_inputs(args, data_args, splits)
         pipeline = embedding_pipeline(args.max_iter, args.seed)
         device, backbone_parameters = backbone.device, backbone.num_parameters()
+        fit = fit_with_validation(pipeline, *inputs["train"], *inputs["validation"], C_grid=args.C_grid)
     else:
         inputs = {n: (part["text"][:], np.asarray(part["label"][:])) for n, part in splits.items()}
-        pipeline = text_pipeline(args.method, args.max_iter, args.seed)
         info, device, backbone_parameters = {"extraction_seconds": 0.0}, torch.device("cpu"), 0
-    fit = fit_with_validation(pipeline, *inputs["train"], *inputs["validation"], C_grid=args.C_grid)
-    if args.method != "embeddings":
+        fit, info["analyzer"], info["val_accuracy_by_analyzer"] = fit_text(args, inputs)
         info["feature_dim"] = len(fit.model[0].vocabulary_)
     start = time.perf_counter()
     results = {n: evaluate_classifier(fit.model, x, y) for n, (x, y) in inputs.items()}
     point = operating_point_of(fit.model, inputs, dict(enumerate(splits["train"].features["label"].names)))
     eval_seconds = time.perf_counter() - start
+    write_predictions(
+        run_dir / PREDICTIONS_FILE, fit.model.predict_proba(inputs["test"][0]), inputs["test"][1]
+    )
     metrics = _metrics(
         args, data_args, run_dir, report, fit, results, info, device, backbone_parameters, eval_seconds, point
     )

@@ -58,6 +58,13 @@ class FeatureArguments:
         default="embeddings",
         metadata={"help": "embeddings: frozen backbone + LR; tfidf / bow: n-grams + LR (no neural network)"},
     )
+    analyzer: Literal["word", "char", "best"] = field(
+        default="word",
+        metadata={
+            "help": "tfidf / bow n-grams: word 1-2-grams (lowercased), char 1-5-grams (case-sensitive), "
+            "or best: both, the one with the better validation accuracy kept"
+        },
+    )
     model: str = field(
         default="gpt2",
         metadata={"help": "gpt2 / gpt2-medium / ..., a GPT-2 folder, or (transformers) any hub id / folder"},

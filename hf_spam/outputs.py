@@ -82,6 +82,29 @@ def metrics_record(
     }
 
 
+PREDICTIONS_FILE = "test_predictions.csv"  # per test example, in split order: for paired comparisons
+
+
+def write_predictions(path: Path, probabilities: Any, labels: Any) -> None:
+    """One CSV row per example, in order: ``index``, ``label``, ``predicted`` (argmax) and ``prob_<k>`` of
+    each class ``k`` -- what :mod:`hf_spam.study` pairs across runs on the same test split."""
+    import csv
+
+    import numpy as np
+
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
+    if probabilities.ndim != 2 or len(probabilities) != len(labels):
+        raise ValueError(f"probabilities {probabilities.shape} do not match {len(labels)} labels")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["index", "label", "predicted", *(f"prob_{k}" for k in range(probabilities.shape[1]))]
+        )
+        for i, (row, label) in enumerate(zip(probabilities, labels, strict=True)):
+            writer.writerow([i, int(label), int(row.argmax()), *(f"{p:.6g}" for p in row)])
+
+
 def claim_run_dir(run_dir: Path, overwrite: bool, resume: str | None) -> None:
     """Make sure a new run does not mix with another one: an existing, non-empty ``run_dir`` is an error
     naming it, unless the run resumes (``resume``) or ``overwrite`` says to delete it. Call it on one

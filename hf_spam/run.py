@@ -45,7 +45,15 @@ from .operating_point import (
     calibration_metrics,
     select_operating_point,
 )
-from .outputs import claim_run_dir, metrics_record, plot_curves, write_args, write_json
+from .outputs import (
+    PREDICTIONS_FILE,
+    claim_run_dir,
+    metrics_record,
+    plot_curves,
+    write_args,
+    write_json,
+    write_predictions,
+)
 from .prefix_cache import (
     CachedCollator,
     FrozenPrefix,
@@ -377,6 +385,8 @@ def run_classification(
     )
     start = time.perf_counter()
     if accelerator.is_main_process:
+        test_probabilities = torch.softmax(outputs["test"][0], -1)  # in dataset order
+        write_predictions(run_dir / PREDICTIONS_FILE, test_probabilities, outputs["test"][1])
         write_json(run_dir / "history.json", state.history)
         point.save(run_dir)
         write_examples(run_dir, data.examples)

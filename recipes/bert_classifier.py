@@ -43,13 +43,18 @@ class EncoderModelArguments(ModelArguments):
             )
 
 
+# what main parses; hf_spam.study reads the flags a row may take from it
+ARGUMENT_GROUPS = (
+    EncoderModelArguments,
+    DataArguments,
+    TrainArguments,
+    LoraArguments,
+    OperatingPointArguments,
+)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    metrics = run_classification(
-        *parse_args(
-            (EncoderModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments),
-            argv,
-        )
-    )
+    metrics = run_classification(*parse_args(ARGUMENT_GROUPS, argv))
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics

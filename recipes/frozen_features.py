@@ -23,15 +23,19 @@ from hf_spam.cli import run_main
 from hf_spam.features import FeatureArguments
 from hf_spam.run import configure_logging
 
+# what main parses; hf_spam.study reads the flags a row may take from it
+ARGUMENT_GROUPS = (FeatureArguments, DataArguments)
+
 
 def main(argv: list[str] | None = None) -> dict:
-    feature_args, data_args = parse_args((FeatureArguments, DataArguments), argv)
+    feature_args, data_args = parse_args(ARGUMENT_GROUPS, argv)
     metrics = run_frozen_features(feature_args, data_args)
     details = metrics["training"]["details"]
     summary = {
         "run": metrics["run"],
         "accuracy": {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()},
         "best_C": details["best_C"],
+        "analyzer": details.get("analyzer"),
         "feature_dim": details["feature_dim"],
         "cache_hit": details.get("cache_hit"),
         "seconds": round(metrics["seconds"]["training"], 1),

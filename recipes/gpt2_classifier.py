@@ -23,13 +23,12 @@ from hf_spam.lora import LoraArguments
 from hf_spam.operating_point import OperatingPointArguments
 from hf_spam.run import configure_logging, run_classification, summary_line
 
+# what main parses; hf_spam.study reads the flags a row may take from it
+ARGUMENT_GROUPS = (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments)
+
 
 def main(argv: list[str] | None = None) -> dict:
-    metrics = run_classification(
-        *parse_args(
-            (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments), argv
-        )
-    )
+    metrics = run_classification(*parse_args(ARGUMENT_GROUPS, argv))
     if PartialState().is_main_process:
         print(summary_line(metrics))
     return metrics

@@ -125,6 +125,7 @@ def test_final_run_folder_holds_the_model_and_no_working_copy(shared_run):
     names = {p.name for p in run_dir.iterdir()}
     expected = {"metrics.json", "args.json", "history.json", "curves.png", "config.json", "model.safetensors"}
     expected |= {"operating_point.json", "examples.json"}  # for Predictor and the app
+    expected |= {"test_predictions.csv"}  # per test example, for hf_spam.study's paired tests
     assert expected <= names <= expected | {"checkpoints", "logs", "tokenizer.json", "tokenizer_config.json"}
 
 

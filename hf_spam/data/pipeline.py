@@ -45,8 +45,10 @@ def load_splits(
 
     The report's ``load_report`` counts rows read / kept / skipped per file. Raises
     :class:`~hf_spam.data.report.DataError` for bad rows (unless ``--on_bad_line skip``), bad labels,
-    or a split with no rows or lacking a class, also after the ``max_*_samples`` cut.
+    or a split with no rows or lacking a class, also after the ``max_*_samples`` cut. ``args.split_seed``,
+    when set, replaces ``seed`` here (runs with different seeds on the same split and subsets).
     """
+    seed = seed if args.split_seed is None else args.split_seed
     data, load_report = load_dataset_by_name_with_report(args.dataset, args.data_source, **load_kwargs(args))
     source = load_report.source
     splits, report = split_with_report(

@@ -1,0 +1,82 @@
+"""The study's two figures: test accuracy (with its interval) against training time, and the validation
+curves of every row overlaid."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .results import RowResult
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "") -> None:
+    """Mean test accuracy per row, its 95 % bootstrap interval as the error bar, against mean training
+    minutes (log scale: a TF-IDF fit and a fine-tuning run differ by orders of magnitude)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for result in results:
+        accuracy, minutes = (
+            result.summary("test_accuracy")["mean"],
+            result.summary("training_minutes")["mean"],
+        )
+        if accuracy is None or minutes is None:
+            continue
+        low, high = result.test_interval or (accuracy, accuracy)
+        ax.errorbar(
+            max(minutes, 1e-3), accuracy * 100, yerr=[[(accuracy - low) * 100], [(high - accuracy) * 100]],
+            fmt="o", capsize=4, label=result.name,
+        )  # fmt: skip
+        ax.annotate(result.name, (max(minutes, 1e-3), accuracy * 100), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("training minutes (mean over seeds, log scale)")
+    ax.set_ylabel("test accuracy % (95 % bootstrap interval)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_validation_curves(results: list[RowResult], path: Path, title: str = "") -> None:
+    """Validation accuracy against epochs, one colour per row, one line per seed (rows without a training
+    history, such as frozen features or TF-IDF, are left out)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = 0
+    for i, result in enumerate(results):
+        colour = colours[i % len(colours)]
+        for j, (_seed, history) in enumerate(sorted(result.histories.items())):
+            points = [
+                (h["epoch"], h["val_accuracy"] * 100) for h in history if h.get("val_accuracy") is not None
+            ]
+            if not points:
+                continue
+            epochs, accuracy = zip(*points, strict=True)
+            ax.plot(
+                epochs, accuracy, color=colour, alpha=0.8, marker=".", label=result.name if j == 0 else None
+            )
+            drawn += 1
+    if not drawn:
+        ax.text(0.5, 0.5, "no run has a training history", ha="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=8)
+    ax.set_xlabel("epochs")
+    ax.set_ylabel("validation accuracy %")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,197 @@
+"""Run every row x seed of a study as its own process, in ``outputs/<study>/<row>/seed<k>/``.
+
+A run whose ``metrics.json`` exists is skipped (an interrupted study resumes) -- unless its ``args.json``
+says it ran with other flags, which is an error before anything runs; a run that fails is recorded
+with the last line of its error and the study goes on. A user error (exit status 1 with an ``error:``
+line, e.g. a bad flag or a missing model) is the same for every seed, so the row's other seeds are not
+tried. Each run's output goes to ``outputs/<study>/logs/<row>-seed<k>.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .spec import Row, Study, StudyError
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["ran", "skipped", "failed", "not_run"]
+
+
+@dataclass
+class RunRecord:
+    """What happened to one row x seed."""
+
+    row: str
+    seed: int
+    run_dir: Path
+    status: Status
+    error: str | None = None
+    log: Path | None = None
+    wall_seconds: float = 0.0
+
+
+def flag_tokens(args: dict[str, Any]) -> list[str]:
+    """Recipe arguments as command-line tokens: ``--flag value``; lists as several values, booleans as
+    ``true``/``false``, mappings as ``k=v,k=v``; ``None`` (the recipe's default) is left out."""
+    tokens: list[str] = []
+    for flag, value in args.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            values = ["true" if value else "false"]
+        elif isinstance(value, (list, tuple)):
+            values = [str(v) for v in value]
+        elif isinstance(value, dict):
+            values = [",".join(f"{k}={v}" for k, v in value.items())]
+        else:
+            values = [str(value)]
+        tokens += [f"--{flag}", *values]
+    return tokens
+
+
+def run_command(
+    row: Row, seed: int, study: Study, study_dir: Path, launcher: str = "python", launch_args: str = ""
+) -> list[str]:
+    """The command that runs ``row`` with ``seed`` on the study's split, into ``study_dir/row/seed<k>``."""
+    if launcher == "accelerate" and row.recipe.uses_accelerate:
+        threads = ["--num_cpu_threads_per_process", str(os.cpu_count() or 1)]
+        head = ["accelerate", "launch", *(shlex.split(launch_args) if launch_args else threads)]
+    else:
+        head = [sys.executable]
+    own = {"output_dir": str(study_dir / row.name), "run_name": f"seed{seed}", "seed": seed}
+    own["split_seed"] = study.split_seed
+    return [*head, str(row.recipe.path), *flag_tokens(row.args | own)]
+
+
+def last_error_line(log: Path) -> str:
+    """The line that says what went wrong: the last ``error:`` line, else the last non-empty line."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1].removesuffix(" (--debug shows the traceback)")
+
+
+def run_one(command: list[str], record: RunRecord) -> RunRecord:
+    """Run ``command`` (its output to ``record.log``); the record says ran or failed and why."""
+    assert record.log is not None
+    record.log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with record.log.open("w") as log:
+        log.write(shlex.join(command) + "\n")
+        log.flush()
+        try:
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        except OSError as error:  # e.g. accelerate not on PATH
+            log.write(f"error: cannot start {command[0]}: {error}\n")
+            code = 127
+    record.wall_seconds = time.perf_counter() - start
+    if code == 0 and (record.run_dir / "metrics.json").is_file():
+        record.status = "ran"
+    else:
+        record.status = "failed"
+        record.error = last_error_line(record.log) if code else "exited 0 but wrote no metrics.json"
+    return record
+
+
+def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    flag = ""
+    for token in tokens:
+        if token.startswith("--"):
+            flag = token[2:]
+            values[flag] = []
+        else:
+            values.setdefault(flag, []).append(token)
+    values.pop("overwrite_output_dir", None)  # added to redo an unfinished run
+    return values
+
+
+def changed_flags(run_dir: Path, command: list[str]) -> str | None:
+    """How the flags a finished run was made with (its ``args.json`` ``command``) differ from ``command``'s,
+    e.g. ``--max_train_samples: ['32'] -> ['64']``; None when they agree or the run recorded none."""
+    try:
+        recorded = json.loads((run_dir / "args.json").read_text())["command"][1:]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    script = next(i for i, token in enumerate(command) if token.endswith(".py"))
+    old, new = _flag_values(recorded), _flag_values(command[script + 1 :])
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return "; ".join(f"--{k}: {old.get(k)} -> {new.get(k)}" for k in changed[:3]) or None
+
+
+def check_finished_runs(study: Study, study_dir: Path) -> None:
+    """Finished runs must have been made with the flags this study would pass now: else a resumed study
+    would mix results of two settings. Raises :class:`StudyError` naming the first such run."""
+    for row in study.rows:
+        for seed in study.seeds:
+            run_dir = study_dir / row.name / f"seed{seed}"
+            if not (run_dir / "metrics.json").is_file():
+                continue
+            changed = changed_flags(run_dir, run_command(row, seed, study, study_dir))
+            if changed:
+                raise StudyError(
+                    f"{run_dir} was finished with other arguments ({changed}): use another --output_dir, "
+                    "or delete it to run it again"
+                )
+
+
+def run_study(
+    study: Study,
+    study_dir: Path,
+    launcher: str = "python",
+    launch_args: str = "",
+    dry_run: bool = False,
+) -> list[RunRecord]:
+    """Run (or skip) every row x seed in order; returns one record per run."""
+    check_finished_runs(study, study_dir)
+    records: list[RunRecord] = []
+    for row in study.rows:
+        user_error: str | None = None
+        for seed in study.seeds:
+            run_dir = study_dir / row.name / f"seed{seed}"
+            record = RunRecord(
+                row.name, seed, run_dir, "skipped", log=study_dir / "logs" / f"{row.name}-seed{seed}.log"
+            )
+            if (run_dir / "metrics.json").is_file():
+                logger.info("%s seed %d: skipped (%s exists)", row.name, seed, run_dir / "metrics.json")
+            elif user_error is not None:
+                record.status, record.error = "not_run", "not run: an earlier seed failed with a user error"
+            else:
+                command = run_command(row, seed, study, study_dir, launcher, launch_args)
+                if run_dir.exists() and "overwrite_output_dir" in _all_flags(row):
+                    command.append("--overwrite_output_dir")  # an earlier, unfinished attempt
+                logger.info("%s seed %d: %s", row.name, seed, shlex.join(command))
+                if dry_run:
+                    record.status = "not_run"
+                else:
+                    run_one(command, record)
+                    _log_outcome(record)
+                    if record.status == "failed" and (record.error or "").startswith("error:"):
+                        user_error = record.error  # the same flags fail the same way for every seed
+            records.append(record)
+    return records
+
+
+def _all_flags(row: Row) -> frozenset[str]:
+    from .spec import recipe_flags
+
+    return recipe_flags(row.recipe.path)
+
+
+def _log_outcome(record: RunRecord) -> None:
+    if record.status == "ran":
+        logger.info("%s seed %d: done in %.1f s", record.row, record.seed, record.wall_seconds)
+    else:
+        logger.warning("%s seed %d: FAILED (%s); log: %s", record.row, record.seed, record.error, record.log)
