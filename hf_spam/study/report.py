@@ -126,9 +126,10 @@ def _markdown(
     lines += [
         f"Study file `{study.path}`; every row and seed on the split of seed {study.split_seed}; "
         f"seeds {study.seeds}. Runs: {runs}. "
-        f"Time of the study's finished runs: {info['run_seconds']:,.0f} s (training and evaluation, from "
-        f"their metrics.json; training alone {info['training_seconds']:,.0f} s); this invocation took "
-        f"{info['wall_seconds']:,.0f} s of wall-clock time (runs skipped as finished take none).",
+        f"Time of the study's finished runs: {info['run_seconds']:,.0f} s (training, evaluation, cache "
+        f"building and saving, from their metrics.json; training alone {info['training_seconds']:,.0f} s); "
+        f"this invocation took {info['wall_seconds']:,.0f} s of wall-clock time (runs skipped as finished "
+        "take none).",
         "",
         "Mean ± standard deviation over seeds; test accuracy's interval is a 95 % percentile bootstrap over "
         "test examples, pooled over seeds. Peak memory: the run's peak resident set (CPU) or CUDA peak.",

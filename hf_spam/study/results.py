@@ -48,7 +48,7 @@ class RowResult:
     labels: dict[int, np.ndarray] = field(default_factory=dict)
     histories: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    run_seconds: list[float] = field(default_factory=list)  # training + evaluation of each finished run
+    run_seconds: list[float] = field(default_factory=list)  # every reported phase of each finished run
     test_interval: tuple[float, float] | None = None
 
     def summary(self, key: str) -> dict[str, float | None]:
@@ -124,7 +124,7 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
                 continue
             result.seeds.append(record.seed)
             seconds = metrics.get("seconds", {})
-            result.run_seconds.append(seconds.get("training", 0.0) + seconds.get("evaluation", 0.0))
+            result.run_seconds.append(sum(v for v in seconds.values() if isinstance(v, (int, float))))
             for key, read in METRICS.items():
                 try:
                     result.values.setdefault(key, []).append(read(metrics))
