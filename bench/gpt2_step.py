@@ -7,6 +7,16 @@ and the peak memory a training step adds on top of the loaded model.
 
     python bench/gpt2_step.py                      # gpt2 (124M), batch 8 x 128, float32 on CPU
     python bench/gpt2_step.py --device cuda --dtype bfloat16
+    python bench/gpt2_step.py --compile ours       # ours compiled (inductor) against eager transformers
+    python bench/gpt2_step.py --compile both       # compiled against compiled
+    python bench/gpt2_step.py --autocast           # both under bfloat16 autocast
+    python bench/gpt2_step.py --head cls --trainable last_block   # the classifiers, right-padded rows
+
+``--head cls`` compares our GPT2Classifier (last-token pooling) with GPT2ForSequenceClassification on
+right-padded rows of seq/2 .. seq tokens. The first step of a compiled model (compilation; reused from
+inductor's on-disk cache when the same graph was compiled before) is reported apart as ``first_step_s``.
+Figures measured on the shared 2-core CPU (each with the load average it ran under) are in the README's
+benchmark table.
 """
 
 from __future__ import annotations
