@@ -100,11 +100,21 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.emb_dim, config.emb_dim)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        """``mask``: boolean ``(B, 1, T, T)``, True where attention is allowed; None for no padding."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``mask``: boolean ``(B, 1, T, T)``, True where attention is allowed; None for no padding.
+
+        ``rows`` ``(B,)``: compute the output at one query position per row only, ``(B, 1, C)``; keys and
+        values still come from every position, so that row equals the same row of the full output.
+        """
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
+        if rows is not None:
+            q = q[torch.arange(B, device=x.device), rows][:, None]  # (B, 1, C)
+            mask = query_rows_mask(mask, causal, rows, T)
+        Tq = q.shape[1]
+        q = q.view(B, Tq, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, Tq, hs)
         k = k.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, T, hs)
         y = F.scaled_dot_product_attention(
@@ -113,9 +123,9 @@ class CausalSelfAttention(nn.Module):
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=causal and mask is None and T > 1,
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).reshape(B, T, C)
+            is_causal=causal and mask is None and rows is None and T > 1,
+        )  # (B, nh, Tq, hs)
+        y = y.transpose(1, 2).reshape(B, Tq, C)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -142,9 +152,26 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.emb_dim, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask, causal)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, causal: bool, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B, T, C)`` -> ``(B, T, C)``; with ``rows`` ``(B,)`` only those positions, ``(B, 1, C)``."""
+        attn = self.attn(self.ln_1(x), mask, causal, rows)
+        if rows is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), rows][:, None]  # (B, 1, C)
+        x = x + attn
         return x + self.mlp(self.ln_2(x))
+
+
+def query_rows_mask(
+    mask: torch.Tensor | None, causal: bool, rows: torch.Tensor, T: int
+) -> torch.Tensor | None:
+    """The ``(B, 1, 1, T)`` attention mask of one query position per row (``rows``), or None for all keys."""
+    if mask is not None:
+        return mask[torch.arange(mask.shape[0], device=mask.device), :, rows][:, :, None, :]
+    if causal:
+        return (torch.arange(T, device=rows.device) <= rows[:, None])[:, None, None, :]
+    return None
 
 
 def attention_mask_4d(attention_mask: torch.Tensor, causal: bool) -> torch.Tensor:
@@ -215,6 +242,21 @@ class GPT2(nn.Module):
         ``attention_mask`` (1 = token, 0 = pad) may pad on either side; positions then count from each
         row's first real token unless ``position_ids`` are given.
         """
+        x, mask = self.embed(input_ids, attention_mask, position_ids)
+        for block in self.transformer.h:
+            x = block(x, mask, self.config.causal)
+        return self.transformer.ln_f(x)
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first block's input ``(B, T, emb_dim)`` and the blocks' ``(B, 1, T, T)`` mask (None: no pads).
+
+        Padding handled as in :meth:`hidden_states`.
+        """
         T = input_ids.shape[1]
         if T > self.config.context_length:
             raise ValueError(f"sequence length {T} exceeds context_length {self.config.context_length}")
@@ -234,10 +276,7 @@ class GPT2(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)
         x = self.transformer.wte(input_ids) + self.transformer.wpe(position_ids)  # (B, T, C)
-        x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x = block(x, mask, causal)
-        return self.transformer.ln_f(x)
+        return self.transformer.drop(x), mask
 
     def forward(
         self,

@@ -204,3 +204,30 @@ def test_pooling_flag_is_refused_for_transformers_models(tmp_path, gpt2_tokenize
     args = ModelArguments(model=str(tmp_path), implementation="transformers", pooling="mean")
     with pytest.raises(ValueError, match="--pooling mean needs --implementation hf_spam"):
         build_classifier(args, {0: "a", 1: "b"}, gpt2_tokenizer)
+
+
+@pytest.mark.parametrize("pooling", ["last", "first"])
+@pytest.mark.parametrize("side", ["right", "left", "none"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_pooled_row_only_last_block_equals_full_model(pooling, side, causal):
+    """forward computes only the pooled position in the last block: same logits and gradients as the
+    full-sequence path (all blocks on every token, then pool), with padding on either side or none."""
+    model = classifier(pooling, causal).train()  # dropout is 0: training mode is deterministic
+    if side == "none":
+        ids, mask = torch.tensor([[5, 6, 7, 8, 9], [1, 2, 3, 4, 10]]), None
+    else:
+        ids, mask = padded([[5, 6, 7, 8, 9], [1, 2, 3]], side)
+    results = []
+    for full in (False, True):
+        model.zero_grad()
+        if full:
+            logits = model.score(pool(model.hidden_states(ids, mask), mask, pooling))
+        else:
+            logits = model(ids, attention_mask=mask).logits
+        logits.square().sum().backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (fast, fast_grads), (full, full_grads) = results
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+    assert fast_grads.keys() == full_grads.keys()
+    for name in full_grads:
+        torch.testing.assert_close(fast_grads[name], full_grads[name], atol=1e-6, rtol=1e-6, msg=name)

@@ -39,14 +39,18 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str
     if pooling == "mean":
         weights = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-    positions = torch.arange(T, device=hidden.device)
+    return hidden[torch.arange(B, device=hidden.device), pool_index(mask, pooling)]
+
+
+def pool_index(attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Position ``(B,)`` of the token that ``last`` or ``first`` pooling reads in each row."""
+    mask = attention_mask.long()
     if pooling == "last":
-        index = (positions * mask).argmax(-1)  # the rightmost real token
-    elif pooling == "first":
-        index = mask.argmax(-1)  # argmax returns the first maximum: the leftmost real token
-    else:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
-    return hidden[torch.arange(B, device=hidden.device), index]
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        return (positions * mask).argmax(-1)  # the rightmost real token
+    if pooling == "first":
+        return mask.argmax(-1)  # argmax returns the first maximum: the leftmost real token
+    raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
 
 
 class HfSpamGPT2Config(GPT2Config):
