@@ -266,12 +266,15 @@ class FrozenPrefix:
         """Hidden states ``(B, T, D)`` at the boundary for a padded batch (the model's forward, stopped)."""
         captured: list[torch.Tensor] = []
 
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
+        def hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+            # the block's own forward on every position: our classifier asks its last block for the pooled
+            # rows only (``rows=``), but the cache keeps every token's states
+            output = type(module).forward(module, *args, **{k: v for k, v in kwargs.items() if k != "rows"})
             self._returns_tuple = isinstance(output, tuple)
             captured.append(output[0] if self._returns_tuple else output)
             raise _StopForward
 
-        handle = self.frozen[-1].register_forward_hook(hook)
+        handle = self.frozen[-1].register_forward_pre_hook(hook, with_kwargs=True)
         try:
             self.model(input_ids=input_ids, attention_mask=attention_mask)
         except _StopForward:
@@ -282,13 +285,16 @@ class FrozenPrefix:
             raise RuntimeError(f"block {self.depth - 1} did not run in {type(self.model).__name__}'s forward")
         return captured[0]
 
-    def _skip(self, *args: Any, **kwargs: Any) -> Any:
+    def _skip(self, *args: Any, rows: torch.Tensor | None = None, **kwargs: Any) -> Any:
         if self._feed is None:
             raise RuntimeError(
                 f"blocks 0-{self.depth - 1} are served from the frozen-prefix cache: "
                 f"the batch needs '{FEED_KEY}' (use hf_spam.prefix_cache.forward_logits)"
             )
-        return (self._feed,) if self._returns_tuple else self._feed
+        feed = self._feed
+        if rows is not None:  # our classifier's last block, asked for the pooled position of each row only
+            feed = feed[torch.arange(feed.shape[0], device=feed.device), rows][:, None]
+        return (feed,) if self._returns_tuple else feed
 
     def attach(self) -> None:
         """Make every frozen block return the fed hidden states (an instance-level ``forward``)."""
