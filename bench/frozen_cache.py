@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"device": device, "threads": torch.get_num_threads(), "recipe_args": recipe_args, "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"device: {device}, {torch.get_num_threads()} threads; recipe args: {' '.join(recipe_args)}")
+    print(f"device: {device}; recipe args: {' '.join(recipe_args)}")
     print(table(rows))
     agree = {r["mode"]: r["test_confusion_matrix"] for r in rows}
     print(f"test confusion matrices: {json.dumps(agree)}")
