@@ -158,7 +158,8 @@ class TrainArguments:
     eval_batch_size: int | None = field(
         default=None,
         metadata={
-            "help": "examples per evaluation batch (evaluation runs longest first); default: 4 x batch_size"
+            "help": "examples per evaluation batch (evaluation runs longest first); default: 4 x batch_size "
+            "(1 with --padding none)"
         },
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
@@ -256,7 +257,6 @@ class TrainArguments:
         if self.resume_from_checkpoint and self.overwrite_output_dir:
             raise ValueError("--resume_from_checkpoint and --overwrite_output_dir exclude each other")
         check_trackers(self.report_to)
-        self.eval_batch_size = self.eval_batch_size or 4 * self.batch_size
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("--push_to_hub needs --hub_model_id NAME (for example your-name/gpt2-spam)")
         if self.push_to_hub and not self.save_model:

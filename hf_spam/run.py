@@ -119,10 +119,11 @@ def make_loaders(
             **common,
         )
     }
+    eval_batch_size = train_args.eval_batch_size or (
+        1 if args.padding == "none" else 4 * train_args.batch_size
+    )
     for name, ds in data.tokens.items():
-        loaders[name] = make_dataloader(
-            ds, tokenizer, train_args.eval_batch_size, group_by_length=True, **common
-        )
+        loaders[name] = make_dataloader(ds, tokenizer, eval_batch_size, group_by_length=True, **common)
     return loaders
 
 

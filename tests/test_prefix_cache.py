@@ -308,3 +308,13 @@ def test_a_cache_larger_than_the_free_disk_is_not_built(
     record = cache_record(metrics)
     assert not record["used"] and "GiB are free" in record["reason"]
     assert metrics["splits"]["test"]["n"] == 20  # the run went on without the cache
+
+
+def test_no_padding_with_accumulation_evaluates_one_example_at_a_time(
+    tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path
+):
+    args = recipe_args(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path)
+    metrics = run([*args, "--run_name", "none", "--padding", "none", "--batch_size", "1",
+                   "--gradient_accumulation_steps", "8", "--max_train_samples", "16"])  # fmt: skip
+    assert metrics["training"]["details"]["optimizer_steps"] == 4  # 16 examples / 8 per step x 2 epochs
+    assert cache_record(metrics)["used"] and metrics["splits"]["test"]["n"] == 20
