@@ -220,6 +220,7 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         self.restore_best()
+        self.accelerator.wait_for_everyone()  # every process has read the best weights before they go
         if self.accelerator.is_main_process:
             self.best_path.unlink(missing_ok=True)  # the final model holds these weights now
         return state
