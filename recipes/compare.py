@@ -67,10 +67,13 @@ def main(argv: list[str] | None = None) -> dict:
     study_dir = Path(args.output_dir) / study.name
     start = time.perf_counter()
     if args.report_only:
-        records = [
-            RunRecord(row.name, seed, study_dir / row.name / f"seed{seed}", "skipped")
+        records = [  # finished runs count as skipped, others as not run
+            RunRecord(
+                row.name, seed, run_dir, "skipped" if (run_dir / "metrics.json").exists() else "not_run"
+            )
             for row in study.rows
             for seed in study.seeds
+            for run_dir in [study_dir / row.name / f"seed{seed}"]
         ]
     else:
         records = run_study(study, study_dir, args.launcher, args.launch_args, dry_run=args.dry_run)
