@@ -135,11 +135,16 @@ def fit_with_validation(
 
 
 def evaluate_classifier(model: Pipeline, x: Any, y: Sequence[int] | np.ndarray) -> dict[str, Any]:
-    """``classification_metrics`` of ``model.predict_proba(x)``, plus ``loss`` (the log loss) and the
-    calibration metrics (``pr_auc``, ``brier``, ``ece``)."""
+    """:func:`probability_metrics` of ``model.predict_proba(x)``."""
+    return probability_metrics(model.predict_proba(x), y, model.classes_)
+
+
+def probability_metrics(
+    probabilities: np.ndarray, y: Sequence[int] | np.ndarray, classes: np.ndarray
+) -> dict[str, Any]:
+    """``classification_metrics`` of a fitted classifier's probabilities (columns: ``classes``), plus
+    ``loss`` (the log loss) and the calibration metrics (``pr_auc``, ``brier``, ``ece``)."""
     y = np.asarray(y)
-    probabilities = model.predict_proba(x)
-    classes = model.classes_
     if not np.array_equal(classes, np.arange(len(classes))):
         raise ValueError(f"labels must be 0..k-1 and all present in training, got classes {classes}")
     return (
@@ -150,13 +155,13 @@ def evaluate_classifier(model: Pipeline, x: Any, y: Sequence[int] | np.ndarray) 
 
 
 def operating_point_of(
-    model: Pipeline, inputs: dict[str, tuple[Any, np.ndarray]], id2label: dict[int, str]
+    probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray], id2label: dict[int, str]
 ) -> dict[str, Any]:
     """The operating-point record of metrics.json (threshold for the best validation F1, no calibration),
-    from the log-probabilities of the fitted model (softmax of them gives the probabilities back)."""
+    from the log of each split's probabilities (softmax of them gives the probabilities back)."""
     outputs = {
-        name: (torch.from_numpy(np.log(np.clip(model.predict_proba(x), 1e-12, 1.0))), torch.from_numpy(y))
-        for name, (x, y) in inputs.items()
+        name: (torch.from_numpy(np.log(np.clip(p, 1e-12, 1.0))), torch.from_numpy(labels[name]))
+        for name, p in probabilities.items()
     }
     return select_operating_point(outputs, id2label, OperatingPointArguments())[1]
 
@@ -243,12 +248,14 @@ def run_frozen_features(args: FeatureArguments, data_args: DataArguments) -> dic
         fit, info["analyzer"], info["val_accuracy_by_analyzer"] = fit_text(args, inputs)
         info["feature_dim"] = len(fit.model[0].vocabulary_)
     start = time.perf_counter()
-    results = {n: evaluate_classifier(fit.model, x, y) for n, (x, y) in inputs.items()}
-    point = operating_point_of(fit.model, inputs, dict(enumerate(splits["train"].features["label"].names)))
-    eval_seconds = time.perf_counter() - start
-    write_predictions(
-        run_dir / PREDICTIONS_FILE, fit.model.predict_proba(inputs["test"][0]), inputs["test"][1]
+    probabilities = {n: fit.model.predict_proba(x) for n, (x, _) in inputs.items()}  # once per split
+    labels = {n: y for n, (_, y) in inputs.items()}
+    results = {n: probability_metrics(p, labels[n], fit.model.classes_) for n, p in probabilities.items()}
+    point = operating_point_of(
+        probabilities, labels, dict(enumerate(splits["train"].features["label"].names))
     )
+    eval_seconds = time.perf_counter() - start
+    write_predictions(run_dir / PREDICTIONS_FILE, probabilities["test"], labels["test"])
     metrics = _metrics(
         args, data_args, run_dir, report, fit, results, info, device, backbone_parameters, eval_seconds, point
     )

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,13 +192,18 @@ def base_fingerprint(model: nn.Module) -> str:
     """sha256 over the names, dtypes, shapes and bytes of every base weight outside the head."""
     heads = tuple(name + "." for name in head_module_names(model))
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith(heads):
-            continue
+    update_with_tensors(
+        digest, (item for item in model.state_dict().items() if not item[0].startswith(heads))
+    )
+    return digest.hexdigest()
+
+
+def update_with_tensors(digest: Any, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Feed ``digest`` the name, dtype, shape and bytes of every tensor, in name order."""
+    for name, tensor in sorted(named, key=lambda item: item[0]):
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
 
 
 def build_lora_classifier(

@@ -37,14 +37,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .classifier import model_parts
+from .classifier import GPT2Classifier, model_parts
 from .data.cache import get_cache_dir
+from .lora import update_with_tensors
 
 logger = logging.getLogger(__name__)
 
 FEED_KEY = "frozen_hidden"  # the batch key holding the cached hidden states (B, T, D)
 STORE_DIR = "frozen_prefix"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tensors hashed as hf_spam.lora.update_with_tensors does
 # config entries that do not change what the frozen part computes (labels, names, the head's pooling)
 _CONFIG_IGNORED = {
     "id2label", "label2id", "num_labels", "_name_or_path", "transformers_version", "architectures",
@@ -100,8 +101,6 @@ def _dropout_in(module: nn.Module) -> float:
 def positions_follow_the_mask(model: nn.Module) -> bool:
     """True when the model counts positions from each row's first real token (our GPT-2; transformers
     decoders through :func:`hf_spam.models.positions_from_mask`), so padding on the left moves nothing."""
-    from .classifier import GPT2Classifier
-
     inner = base_classifier(model)
     base = getattr(inner, "base_model", inner)
     return isinstance(inner, GPT2Classifier) or getattr(base, "_hf_spam_positions_from_mask", False)
@@ -153,10 +152,7 @@ def prefix_fingerprint(model: nn.Module, depth: int, mixed_precision: str = "no"
         "mixed_precision": mixed_precision,
     }
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, param in sorted(_lower_parameters(inner, depth)):
-        tensor = param.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    update_with_tensors(digest, _lower_parameters(inner, depth))
     return digest.hexdigest()
 
 

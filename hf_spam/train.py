@@ -110,13 +110,6 @@ def predict_logits(
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def evaluate(
-    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, prefix: FrozenPrefix | None = None
-) -> dict[str, Any]:
-    """Loss and classification metrics over every example of ``loader`` (each counted once)."""
-    return metrics_from_logits(*predict_logits(model, loader, accelerator, prefix))
-
-
 def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
     """The (unweighted) cross-entropy ``loss`` and :func:`~hf_spam.metrics.classification_metrics`."""
     results = {"loss": F.cross_entropy(logits, labels).item()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from .results import RowResult
 
@@ -40,13 +41,8 @@ def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "")
         ax.annotate(result.name, (max(minutes, 1e-3), accuracy * 100), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("training minutes (mean over seeds, log scale)")
-    ax.set_ylabel("test accuracy % (95 % bootstrap interval)")
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path, title, "training minutes (mean over seeds, log scale)",
+            "test accuracy % (95 % bootstrap interval)")  # fmt: skip
 
 
 def plot_validation_curves(results: list[RowResult], path: Path, title: str = "") -> None:
@@ -73,10 +69,15 @@ def plot_validation_curves(results: list[RowResult], path: Path, title: str = ""
         ax.text(0.5, 0.5, "no run has a training history", ha="center", transform=ax.transAxes)
     else:
         ax.legend(fontsize=8)
-    ax.set_xlabel("epochs")
-    ax.set_ylabel("validation accuracy %")
+    _finish(fig, ax, path, title, "epochs", "validation accuracy %")
+
+
+def _finish(fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> None:
+    """Label and title the axes, grid them, write the figure to ``path`` and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
