@@ -28,8 +28,10 @@ from hf_spam.study import (
     mcnemar_exact,
     paired_bootstrap_interval,
 )
-from hf_spam.study.results import read_predictions
+from hf_spam.study.report import _device_lines
+from hf_spam.study.results import RowResult, read_predictions, run_device
 from hf_spam.study.runner import run_command
+from hf_spam.study.stats import format_p
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,6 +73,31 @@ def test_paired_comparison_of_identical_and_of_different_runs():
     low, high = paired_bootstrap_interval(a, better, resamples=500)
     assert 0 < low <= result.difference <= high
     assert result.sentence.startswith(f"last beats first by {result.difference * 100:.1f} points (p < 0.001")
+
+
+def test_a_small_mcnemar_p_with_an_interval_across_zero_is_not_called_real_and_the_sentence_says_why():
+    # three seeds with the same discordant examples: pooled McNemar counts each seed's (6 + 18 flips), the
+    # bootstrap (examples resampled, seeds averaged) sees 8 examples
+    a = np.zeros((3, 300), dtype=bool)
+    b = a.copy()
+    b[:, :6] = True  # B right where A is wrong on 6 examples, in every seed
+    a[:, 6:8] = True  # A right where B is wrong on 2
+    result = compare("a", "b", a, b, seeds=[1, 2, 3], resamples=2000)
+    assert (result.only_a, result.only_b) == (6, 18) and result.p_value < 0.05
+    low, high = result.interval
+    assert low < 0 < high and not result.significant
+    assert result.sentence.startswith(
+        f"no significant difference between a and b (1.3 points; McNemar pooled p = {result.p_value:.3g}"
+    )
+    assert (
+        f"but the paired bootstrap 95 % interval of b - a {low * 100:+.1f} to {high * 100:+.1f} includes 0"
+        in result.sentence
+    )
+
+
+def test_p_values_next_to_the_threshold_show_which_side_they_are_on():
+    assert format_p(0.0497) == "p = 0.0497" and format_p(0.0503) == "p = 0.0503"
+    assert format_p(0.0004) == "p < 0.001" and format_p(0.53) == "p = 0.53"
 
 
 # -- the study file ------------------------------------------------------------------------------------
@@ -206,7 +233,8 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
     assert comparison["n_examples"] == 12 and comparison["seeds"] == [1, 2]
     markdown = (study_dir / "report.md").read_text()
     assert all(f"| {name} |" in markdown for name in rows) and "a tiny random GPT-2" in markdown
-    assert "no significant difference between a and b (p = 1.00" in markdown
+    assert "no significant difference between a and b (0.0 points; p = 1.00" in markdown
+    assert "Device: cpu: " in markdown and "(every run)" in markdown  # the runs' metrics.json
     for plot in ("accuracy_vs_time.png", "validation_curves.png"):
         assert (study_dir / plot).read_bytes().startswith(b"\x89PNG")
     assert (study_dir / "report.csv").read_text().count("\n") == 4  # header + 3 rows
@@ -314,3 +342,18 @@ def test_accelerate_launcher_for_fine_tuning_rows_only(tmp_path):
     )
     floor = run_command(study.row("floor"), 3, study, tmp_path, launcher="accelerate")
     assert floor[0].endswith("python") or "python" in Path(floor[0]).name
+
+
+def test_the_report_says_which_rows_ran_on_which_device():
+    gpu = RowResult(
+        "fine_tune", "gpt2", "", devices=["cuda: NVIDIA H100 80GB HBM3", "cuda: NVIDIA H100 80GB HBM3"]
+    )
+    cpu = RowResult("tfidf", "tfidf", "", devices=["cpu: AMD EPYC, 2 threads"])
+    mixed = RowResult(
+        "imdb", "gpt2", "", devices=[run_device({"device": "cuda: X", "mixed_precision": "bf16"})]
+    )
+    lines = _device_lines([gpu, cpu, mixed])
+    assert lines[0].startswith("Devices (compare times only within one device)")
+    assert "- cuda: NVIDIA H100 80GB HBM3: 2 runs (fine_tune)" in lines
+    assert "- cpu: AMD EPYC, 2 threads: 1 run (tfidf)" in lines and "- cuda: X, bf16: 1 run (imdb)" in lines
+    assert _device_lines([gpu]) == ["Device: cuda: NVIDIA H100 80GB HBM3 (every run).", ""]

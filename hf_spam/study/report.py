@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def _markdown(
         f"this invocation took {info['wall_seconds']:,.0f} s of wall-clock time (runs skipped as finished "
         "take none).",
         "",
+        *_device_lines(results),
         "Mean ± standard deviation over seeds; test accuracy's interval is a 95 % percentile bootstrap over "
         "test examples, pooled over seeds. Peak memory: the run's peak resident set (CPU) or CUDA peak.",
         "",
@@ -156,6 +158,20 @@ def _markdown(
         lines += ["", "## Failed runs", ""]
         lines += [f"- {name} seed {f['seed']}: {f['error']} (log: `{f['log']}`)" for name, f in failed]
     return "\n".join(lines) + "\n"
+
+
+def _device_lines(results: list[RowResult]) -> list[str]:
+    """Where the runs ran (from their metrics.json); with several devices, which rows ran on each."""
+    devices = Counter(d for r in results for d in r.devices)
+    if not devices:
+        return []
+    if len(devices) == 1:
+        return [f"Device: {next(iter(devices))} (every run).", ""]
+    lines = ["Devices (compare times only within one device):"]
+    for device, n in devices.most_common():
+        rows = ", ".join(r.name for r in results if device in r.devices)
+        lines.append(f"- {device}: {n} run{'s' if n > 1 else ''} ({rows})")
+    return [*lines, ""]
 
 
 def _row_note(r: RowResult) -> str:
@@ -212,5 +228,5 @@ def _row_record(r: RowResult) -> dict[str, Any]:
         "name": r.name, "recipe": r.recipe, "note": r.note, **r.describe, "seeds": r.seeds,
         "metrics": {k: r.summary(k) | {"values": r.values.get(k, [])} for k in METRICS},
         "test_accuracy_interval": list(r.test_interval) if r.test_interval else None,
-        "failures": r.failures,
+        "failures": r.failures, "devices": r.devices,
     }  # fmt: skip

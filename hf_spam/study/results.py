@@ -49,6 +49,7 @@ class RowResult:
     histories: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: list[float] = field(default_factory=list)  # every reported phase of each finished run
+    devices: list[str] = field(default_factory=list)  # what each finished run ran on (see run_device)
     test_interval: tuple[float, float] | None = None
 
     def summary(self, key: str) -> dict[str, float | None]:
@@ -107,6 +108,13 @@ def describe(recipe: str, args: dict[str, Any], metrics: dict[str, Any]) -> dict
     }
 
 
+def run_device(metrics: dict[str, Any]) -> str:
+    """The device a run reports, with its mixed precision when not fp32: "cuda: NVIDIA H100, bf16"."""
+    device = metrics.get("device") or "unknown device"
+    precision = metrics.get("mixed_precision")
+    return f"{device}, {precision}" if precision and precision != "no" else device
+
+
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -125,6 +133,7 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
             result.seeds.append(record.seed)
             seconds = metrics.get("seconds", {})
             result.run_seconds.append(sum(v for v in seconds.values() if isinstance(v, (int, float))))
+            result.devices.append(run_device(metrics))
             for key, read in METRICS.items():
                 try:
                     result.values.setdefault(key, []).append(read(metrics))

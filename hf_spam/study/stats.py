@@ -16,6 +16,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 DEFAULT_RESAMPLES = 2000
+ALPHA = 0.05  # a difference is real when the pooled McNemar p is below this and the interval excludes 0
 LEVEL = 0.95
 
 
@@ -101,6 +102,7 @@ class Comparison:
     interval: tuple[float, float]
     significant: bool
     sentence: str
+    alpha: float = ALPHA
 
     @property
     def difference(self) -> float:
@@ -114,7 +116,7 @@ def compare(
     correct_a: np.ndarray,
     correct_b: np.ndarray,
     seeds: list[int],
-    alpha: float = 0.05,
+    alpha: float = ALPHA,
     resamples: int = DEFAULT_RESAMPLES,
 ) -> Comparison:
     """McNemar's exact test per seed and pooled, the paired bootstrap interval, and the verdict: a real
@@ -130,14 +132,15 @@ def compare(
     interval = paired_bootstrap_interval(ma, mb, resamples)
     significant = p < alpha and not interval[0] <= 0.0 <= interval[1]
     comparison = Comparison(a, b, list(seeds), ma.shape[1], float(ma.mean()), float(mb.mean()), per_seed,
-                            only_a, only_b, p, interval, significant, "")  # fmt: skip
+                            only_a, only_b, p, interval, significant, "", alpha)  # fmt: skip
     comparison.sentence = verdict(comparison)
     return comparison
 
 
 def format_p(p: float) -> str:
-    """``p < 0.001`` or ``p = 0.041``."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}" if p < 0.01 else f"p = {p:.2f}"
+    """``p < 0.001``, ``p = 0.0497`` (three digits below 0.1, so a p next to 0.05 shows its side) or
+    ``p = 0.53``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3g}" if p < 0.1 else f"p = {p:.2f}"
 
 
 def verdict(c: Comparison) -> str:
@@ -150,7 +153,13 @@ def verdict(c: Comparison) -> str:
         interval = f"95 % interval {low:.1f} to {high:.1f}"
         return f"{winner} beats {loser} by {points:.1f} points ({format_p(c.p_value)}; {interval})"
     unit = "point" if round(points, 1) == 1 else "points"
+    low, high = (x * 100 for x in c.interval)
+    interval = f"95 % interval of {c.b} - {c.a} {low:+.1f} to {high:+.1f}"
+    if c.p_value < c.alpha:  # McNemar alone would call it: say why it is not
+        why = f"McNemar pooled {format_p(c.p_value)}, but the paired bootstrap {interval} includes 0"
+    else:
+        why = f"{format_p(c.p_value)}; {interval}"
     return (
-        f"no significant difference between {c.a} and {c.b} ({format_p(c.p_value)}; {points:.1f} {unit}, "
-        f"within noise: one test message = {one:.2f} points)"
+        f"no significant difference between {c.a} and {c.b} ({points:.1f} {unit}; {why}; "
+        f"one test message = {one:.2f} points)"
     )
