@@ -10,6 +10,7 @@ from typing import Any
 from .results import RowResult
 
 logger = logging.getLogger(__name__)
+MARKERS = ("o", "s", "^", "D", "v", "P")  # with the 10 default colours: 60 rows told apart
 
 
 def _pyplot():
@@ -23,10 +24,12 @@ def _pyplot():
 
 def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "") -> None:
     """Mean test accuracy per row, its 95 % bootstrap interval as the error bar, against mean training
-    minutes (log scale: a TF-IDF fit and a fine-tuning run differ by orders of magnitude)."""
+    minutes (log scale: a TF-IDF fit and a fine-tuning run differ by orders of magnitude). Rows are told
+    apart by colour and marker in a legend beside the axes (labels on the points overlap where rows tie)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for result in results:
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, result in enumerate(results):
         accuracy, minutes = (
             result.summary("test_accuracy")["mean"],
             result.summary("training_minutes")["mean"],
@@ -36,11 +39,12 @@ def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "")
         low, high = result.test_interval or (accuracy, accuracy)
         ax.errorbar(
             max(minutes, 1e-3), accuracy * 100, yerr=[[(accuracy - low) * 100], [(high - accuracy) * 100]],
-            fmt="o", capsize=4, label=result.name,
+            fmt=MARKERS[(i // len(colours)) % len(MARKERS)], color=colours[i % len(colours)], capsize=4,
+            label=f"{result.name}: {accuracy * 100:.1f} %",
         )  # fmt: skip
-        ax.annotate(result.name, (max(minutes, 1e-3), accuracy * 100), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)  # fmt: skip
     ax.set_xscale("log")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _finish(fig, ax, path, title, "training minutes (mean over seeds, log scale)",
             "test accuracy % (95 % bootstrap interval)")  # fmt: skip
 
