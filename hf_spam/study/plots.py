@@ -7,9 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .results import RowResult
 
 logger = logging.getLogger(__name__)
+LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")  # with the 10 default colours: 60 rows told apart
 
 
@@ -50,30 +53,51 @@ def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "")
 
 
 def plot_validation_curves(results: list[RowResult], path: Path, title: str = "") -> None:
-    """Validation accuracy against epochs, one colour per row, one line per seed (rows without a training
-    history, such as frozen features or TF-IDF, are left out)."""
+    """Validation accuracy against epochs: per row the mean over seeds, with the seeds' range shaded (seeds
+    evaluated at other points are drawn one line each); rows without a training history, such as frozen
+    features or TF-IDF, are left out. Rows are told apart by colour and line style, legend beside the axes."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = 0
     for i, result in enumerate(results):
-        colour = colours[i % len(colours)]
-        for j, (_seed, history) in enumerate(sorted(result.histories.items())):
-            points = [
-                (h["epoch"], h["val_accuracy"] * 100) for h in history if h.get("val_accuracy") is not None
-            ]
-            if not points:
-                continue
-            epochs, accuracy = zip(*points, strict=True)
+        style = {
+            "color": colours[i % len(colours)],
+            "linestyle": LINESTYLES[(i // len(colours)) % len(LINESTYLES)],
+        }
+        curves = [
+            [(h["epoch"], h["val_accuracy"] * 100) for h in history if h.get("val_accuracy") is not None]
+            for _seed, history in sorted(result.histories.items())
+        ]
+        curves = [curve for curve in curves if curve]
+        if not curves:
+            continue
+        drawn += 1
+        epochs = [e for e, _ in curves[0]]
+        if all([e for e, _ in curve] == epochs for curve in curves):
+            values = np.array([[a for _, a in curve] for curve in curves])
+            label = f"{result.name} (mean of {len(curves)})" if len(curves) > 1 else result.name
+            ax.plot(epochs, values.mean(axis=0), marker=".", label=label, **style)
+            if len(curves) > 1:
+                ax.fill_between(
+                    epochs, values.min(axis=0), values.max(axis=0), alpha=0.12, color=style["color"]
+                )
+            continue
+        for j, curve in enumerate(curves):  # seeds evaluated at different points: one line each
             ax.plot(
-                epochs, accuracy, color=colour, alpha=0.8, marker=".", label=result.name if j == 0 else None
+                *zip(*curve, strict=True),
+                marker=".",
+                alpha=0.8,
+                label=result.name if j == 0 else None,
+                **style,
             )
-            drawn += 1
     if not drawn:
         ax.text(0.5, 0.5, "no run has a training history", ha="center", transform=ax.transAxes)
     else:
-        ax.legend(fontsize=8)
-    _finish(fig, ax, path, title, "epochs", "validation accuracy %")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    _finish(
+        fig, ax, path, title, "epochs", "validation accuracy % (line: mean over seeds; band: their range)"
+    )
 
 
 def _finish(fig: Any, ax: Any, path: Path, title: str, xlabel: str, ylabel: str) -> None:
