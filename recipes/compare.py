@@ -48,6 +48,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--launch_args", default="", help="accelerate launch arguments (default: CPU threads)"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="runs at once, each with its share of the CPU threads (e.g. small runs sharing one GPU)",
+    )  # fmt: skip
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--dry_run", action="store_true", help="validate and log the commands, run nothing")
     parser.add_argument("--report_only", action="store_true", help="run nothing; report the finished runs")
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: give 1 or more runs at once")
     study = load_study(args.study)
     select(study, args.rows, args.seeds)
     if args.split_seed is not None:
@@ -76,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
             for run_dir in [study_dir / row.name / f"seed{seed}"]
         ]
     else:
-        records = run_study(study, study_dir, args.launcher, args.launch_args, dry_run=args.dry_run)
+        records = run_study(
+            study, study_dir, args.launcher, args.launch_args, dry_run=args.dry_run, jobs=args.jobs
+        )
     if args.dry_run:
         return {}
     report = write_report(study, study_dir, records, time.perf_counter() - start, args.resamples)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,8 @@ STUB_RECIPE = '''
 import argparse
 import csv
 import json
+import os
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -279,11 +282,13 @@ class StubArguments:
     split_seed: int = 0
     overwrite_output_dir: bool = False
     right: int = 5
+    sleep: float = 0.0
 
 
 ARGUMENT_GROUPS = (StubArguments,)
 
 if __name__ == "__main__":
+    started = time.time()
     parser = argparse.ArgumentParser()
     for item in fields(StubArguments):
         parser.add_argument(f"--{item.name}", nargs="?", const="true", default=item.default)
@@ -293,6 +298,7 @@ if __name__ == "__main__":
     run = Path(args.output_dir) / args.run_name
     run.mkdir(parents=True, exist_ok=True)
     right = int(args.right)
+    time.sleep(float(args.sleep))
     with (run / "test_predictions.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label", "predicted"])
@@ -301,7 +307,8 @@ if __name__ == "__main__":
     metrics = {"model": "stub", "splits": {"train": split, "validation": split, "test": split},
                "seconds": {"training": 60.0}, "training": {"examples_per_second": 1.0},
                "parameters": {"trainable": 3}, "peak_memory": {"mb": 1.0},
-               "overwrite": args.overwrite_output_dir, "split_seed": args.split_seed}
+               "overwrite": args.overwrite_output_dir, "split_seed": args.split_seed,
+               "started": started, "ended": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}
     (run / "metrics.json").write_text(json.dumps(metrics))
 '''
 
@@ -357,3 +364,31 @@ def test_the_report_says_which_rows_ran_on_which_device():
     assert "- cuda: NVIDIA H100 80GB HBM3: 2 runs (fine_tune)" in lines
     assert "- cpu: AMD EPYC, 2 threads: 1 run (tfidf)" in lines and "- cuda: X, bf16: 1 run (imdb)" in lines
     assert _device_lines([gpu]) == ["Device: cuda: NVIDIA H100 80GB HBM3 (every run).", ""]
+
+
+def test_jobs_run_several_at_once_each_with_its_share_of_the_threads(tmp_path, monkeypatch):
+    (tmp_path / "stub.py").write_text(STUB_RECIPE)
+    path = write_study(tmp_path / "stub.yaml", name="stub", seeds=[2, 3], shared={"sleep": 1.0},
+                       rows=[{"name": "five", "recipe": "stub.py"},
+                             {"name": "nine", "recipe": "stub.py", "args": {"right": 9}}],
+                       questions=[{"title": "nine vs five", "rows": ["five", "nine"]}])  # fmt: skip
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)  # the parent shares 4 cores out
+    out = tmp_path / "out"
+    report = recipe("compare").main([str(path), "--output_dir", str(out), "--jobs", "2", "--resamples", "50"])
+    assert report["counts"] == {"ran": 4, "skipped": 0, "failed": 0, "not_run": 0}
+    assert [(r["row"], r["seed"]) for r in report["runs"]] == [
+        ("five", 2),
+        ("five", 3),
+        ("nine", 2),
+        ("nine", 3),
+    ]
+    spans = []
+    for run in sorted(out.glob("stub/*/seed*/metrics.json")):
+        metrics = json.loads(run.read_text())
+        assert metrics["threads"] == "2"  # 4 cores / 2 jobs
+        spans.append((metrics["started"], metrics["ended"]))
+    overlapping = sum(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
+    assert overlapping >= 2  # two at a time: (1, 2) and (3, 4) at least
+    with pytest.raises(ValueError, match="--jobs 0: give 1 or more"):
+        recipe("compare").main([str(path), "--output_dir", str(out), "--jobs", "0"])

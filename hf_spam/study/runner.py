@@ -15,7 +15,9 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,12 +61,18 @@ def flag_tokens(args: dict[str, Any]) -> list[str]:
     return tokens
 
 
+def threads_per_run(jobs: int) -> int:
+    """CPU threads for each of ``jobs`` runs at once: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def run_command(
-    row: Row, seed: int, study: Study, study_dir: Path, launcher: str = "python", launch_args: str = ""
-) -> list[str]:
+    row: Row, seed: int, study: Study, study_dir: Path, launcher: str = "python", launch_args: str = "",
+    jobs: int = 1,
+) -> list[str]:  # fmt: skip
     """The command that runs ``row`` with ``seed`` on the study's split, into ``study_dir/row/seed<k>``."""
     if launcher == "accelerate" and row.recipe.uses_accelerate:
-        threads = ["--num_cpu_threads_per_process", str(os.cpu_count() or 1)]
+        threads = ["--num_cpu_threads_per_process", str(threads_per_run(jobs))]
         head = ["accelerate", "launch", *(shlex.split(launch_args) if launch_args else threads)]
     else:
         head = [sys.executable]
@@ -83,8 +91,9 @@ def last_error_line(log: Path) -> str:
     return (errors or lines or ["(no output)"])[-1].removesuffix(" (--debug shows the traceback)")
 
 
-def run_one(command: list[str], record: RunRecord) -> RunRecord:
-    """Run ``command`` (its output to ``record.log``); the record says ran or failed and why."""
+def run_one(command: list[str], record: RunRecord, env: dict[str, str] | None = None) -> RunRecord:
+    """Run ``command`` (its output to ``record.log``, ``env`` its environment); the record says ran or
+    failed and why."""
     assert record.log is not None
     record.log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -92,7 +101,9 @@ def run_one(command: list[str], record: RunRecord) -> RunRecord:
         log.write(shlex.join(command) + "\n")
         log.flush()
         try:
-            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+            code = subprocess.run(
+                command, stdout=log, stderr=subprocess.STDOUT, check=False, env=env
+            ).returncode
         except OSError as error:  # e.g. accelerate not on PATH
             log.write(f"error: cannot start {command[0]}: {error}\n")
             code = 127
@@ -153,34 +164,56 @@ def run_study(
     launcher: str = "python",
     launch_args: str = "",
     dry_run: bool = False,
+    jobs: int = 1,
 ) -> list[RunRecord]:
-    """Run (or skip) every row x seed in order; returns one record per run."""
+    """Run (or skip) every row x seed, ``jobs`` at a time (row by row, seed by seed, when 1); returns one
+    record per run, in that order. With several jobs each run gets its share of the CPU threads
+    (``OMP_NUM_THREADS``, unless set already): e.g. small runs that each leave most of one GPU idle."""
     check_finished_runs(study, study_dir)
     records: list[RunRecord] = []
+    todo: list[tuple[Row, RunRecord, list[str]]] = []
     for row in study.rows:
-        user_error: str | None = None
         for seed in study.seeds:
             run_dir = study_dir / row.name / f"seed{seed}"
             record = RunRecord(
                 row.name, seed, run_dir, "skipped", log=study_dir / "logs" / f"{row.name}-seed{seed}.log"
             )
+            records.append(record)
             if (run_dir / "metrics.json").is_file():
                 logger.info("%s seed %d: skipped (%s exists)", row.name, seed, run_dir / "metrics.json")
-            elif user_error is not None:
-                record.status, record.error = "not_run", "not run: an earlier seed failed with a user error"
-            else:
-                command = run_command(row, seed, study, study_dir, launcher, launch_args)
-                if run_dir.exists() and "overwrite_output_dir" in _all_flags(row):
-                    command.append("--overwrite_output_dir")  # an earlier, unfinished attempt
-                logger.info("%s seed %d: %s", row.name, seed, shlex.join(command))
-                if dry_run:
-                    record.status = "not_run"
-                else:
-                    run_one(command, record)
-                    _log_outcome(record)
-                    if record.status == "failed" and (record.error or "").startswith("error:"):
-                        user_error = record.error  # the same flags fail the same way for every seed
-            records.append(record)
+                continue
+            command = run_command(row, seed, study, study_dir, launcher, launch_args, jobs)
+            if run_dir.exists() and "overwrite_output_dir" in _all_flags(row):
+                command.append("--overwrite_output_dir")  # an earlier, unfinished attempt
+            logger.info("%s seed %d: %s", row.name, seed, shlex.join(command))
+            record.status = "not_run"
+            todo.append((row, record, command))
+    if dry_run:
+        return records
+    env = None
+    if jobs > 1:
+        env = {"OMP_NUM_THREADS": str(threads_per_run(jobs))} | dict(os.environ)
+    user_errors: dict[str, str] = {}  # row -> its first user error: the same flags fail alike for every seed
+    lock = threading.Lock()
+
+    def work(item: tuple[Row, RunRecord, list[str]]) -> None:
+        row, record, command = item
+        with lock:
+            if row.name in user_errors:
+                record.error = "not run: an earlier seed failed with a user error"
+                return
+        run_one(command, record, env)
+        _log_outcome(record)
+        if record.status == "failed" and (record.error or "").startswith("error:"):
+            with lock:
+                user_errors.setdefault(row.name, record.error or "")
+
+    if jobs == 1:
+        for item in todo:
+            work(item)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, todo))
     return records
 
 
