@@ -161,5 +161,5 @@ def verdict(c: Comparison) -> str:
         why = f"{format_p(c.p_value)}; {interval}"
     return (
         f"no significant difference between {c.a} and {c.b} ({points:.1f} {unit}; {why}; "
-        f"one test message = {one:.2f} points)"
+        f"one test example = {one:.2f} points)"
     )
