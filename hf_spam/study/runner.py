@@ -185,10 +185,11 @@ def run_study(
             command = run_command(row, seed, study, study_dir, launcher, launch_args, jobs)
             if run_dir.exists() and "overwrite_output_dir" in _all_flags(row):
                 command.append("--overwrite_output_dir")  # an earlier, unfinished attempt
-            logger.info("%s seed %d: %s", row.name, seed, shlex.join(command))
             record.status = "not_run"
             todo.append((row, record, command))
     if dry_run:
+        for _row, record, command in todo:
+            logger.info("%s seed %d: %s", record.row, record.seed, shlex.join(command))
         return records
     env = None
     if jobs > 1:
@@ -202,6 +203,7 @@ def run_study(
             if row.name in user_errors:
                 record.error = "not run: an earlier seed failed with a user error"
                 return
+        logger.info("%s seed %d: %s", row.name, record.seed, shlex.join(command))
         run_one(command, record, env)
         _log_outcome(record)
         if record.status == "failed" and (record.error or "").startswith("error:"):
