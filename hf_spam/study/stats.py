@@ -61,10 +61,7 @@ def bootstrap_interval(
     correct: np.ndarray, resamples: int = DEFAULT_RESAMPLES, level: float = LEVEL, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of accuracy: examples resampled with replacement, seeds averaged."""
-    means = _column_means(_as_matrix(correct), resamples, seed)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
+    return _percentile_interval(_column_means(_as_matrix(correct), resamples, seed), level)
 
 
 def paired_bootstrap_interval(
@@ -79,7 +76,11 @@ def paired_bootstrap_interval(
     a, b = _as_matrix(correct_a), _as_matrix(correct_b)
     if a.shape != b.shape:
         raise ValueError(f"paired runs need the same examples: shapes {a.shape} and {b.shape}")
-    means = _column_means(b - a, resamples, seed)
+    return _percentile_interval(_column_means(b - a, resamples, seed), level)
+
+
+def _percentile_interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap means."""
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
