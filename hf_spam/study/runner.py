@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .spec import Row, Study, StudyError
+from .spec import Row, Study, StudyError, group_flags
 
 logger = logging.getLogger(__name__)
 
@@ -117,14 +117,7 @@ def run_one(command: list[str], record: RunRecord, env: dict[str, str] | None = 
 
 
 def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    flag = ""
-    for token in tokens:
-        if token.startswith("--"):
-            flag = token[2:]
-            values[flag] = []
-        else:
-            values.setdefault(flag, []).append(token)
+    values = {flag or "": v for flag, v in group_flags(tokens).items()}  # values before any flag: under ""
     values.pop("overwrite_output_dir", None)  # added to redo an unfinished run
     return values
 

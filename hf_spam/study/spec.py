@@ -299,19 +299,29 @@ def apply_overrides(
         study.notes.append(f"--set {target}:{flag}={value}: rows {[row.name for row in rows]}")
 
 
-def _parse_extra(extra: list[str]) -> dict[str, Any]:
-    """``--flag v1 v2 --other v`` -> ``{"flag": [v1, v2], "other": v}`` (values as YAML scalars)."""
-    values: dict[str, Any] = {}
+def group_flags(tokens: list[str]) -> dict[str | None, list[str]]:
+    """``--flag v1 v2 --other v`` -> ``{"flag": ["v1", "v2"], "other": ["v"]}``; a flag given twice keeps
+    its last values; values before any ``--flag`` are kept under ``None``."""
+    values: dict[str | None, list[str]] = {}
     flag = None
-    for token in extra:
+    for token in tokens:
         if token.startswith("--"):
             flag = token[2:]
             values[flag] = []
-        elif flag is None:
-            raise StudyError(f"recipe flags after --: {token!r} comes before any --flag")
         else:
-            values[flag].append(yaml.safe_load(token))
-    return {k: (v[0] if len(v) == 1 else v or True) for k, v in values.items()}
+            values.setdefault(flag, []).append(token)
+    return values
+
+
+def _parse_extra(extra: list[str]) -> dict[str, Any]:
+    """``--flag v1 v2 --other v`` -> ``{"flag": [v1, v2], "other": v}`` (values as YAML scalars)."""
+    groups = group_flags(extra)
+    if None in groups:
+        raise StudyError(f"recipe flags after --: {groups[None][0]!r} comes before any --flag")
+    return {
+        k: (v[0] if len(v) == 1 else v or True)
+        for k, v in ((flag, [yaml.safe_load(t) for t in tokens]) for flag, tokens in groups.items())
+    }
 
 
 def select(study: Study, rows: list[str] | None, seeds: list[int] | None) -> None:
