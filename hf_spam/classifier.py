@@ -92,18 +92,13 @@ class GPT2Classifier(GPT2):
         ``last``/``first`` pooling reads one position per row, so the last block computes that position
         only (its keys and values still come from every token): the same logits, a much cheaper top block.
         """
-        blocks = self.transformer.h
-        if self.pooling == "mean" or len(blocks) == 0:
+        if self.pooling == "mean" or len(self.transformer.h) == 0:
             hidden = self.hidden_states(input_ids, attention_mask, position_ids)
             return SequenceClassifierOutput(logits=self.score(pool(hidden, attention_mask, self.pooling)))
-        x, mask = self.embed(input_ids, attention_mask, position_ids)
-        for block in blocks[:-1]:
-            x = block(x, mask, self.config.causal)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        rows = pool_index(attention_mask.to(x.device), self.pooling)
-        x = blocks[-1](x, mask, self.config.causal, rows=rows)[:, 0]  # (B, C)
-        return SequenceClassifierOutput(logits=self.score(self.transformer.ln_f(x)))
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device)
+        rows = pool_index(mask, self.pooling)
+        pooled = self.hidden_states(input_ids, attention_mask, position_ids, last_rows=rows)[:, 0]  # (B, C)
+        return SequenceClassifierOutput(logits=self.score(pooled))
 
     def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise TypeError("a GPT2Classifier has no LM head and cannot generate text")

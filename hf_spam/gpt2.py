@@ -111,7 +111,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         if rows is not None:
-            q = q[torch.arange(B, device=x.device), rows][:, None]  # (B, 1, C)
+            q = at_rows(q, rows)  # (B, 1, C)
             mask = query_rows_mask(mask, causal, rows, T)
         Tq = q.shape[1]
         q = q.view(B, Tq, self.n_heads, C // self.n_heads).transpose(1, 2)  # (B, nh, Tq, hs)
@@ -158,9 +158,14 @@ class Block(nn.Module):
         """``(B, T, C)`` -> ``(B, T, C)``; with ``rows`` ``(B,)`` only those positions, ``(B, 1, C)``."""
         attn = self.attn(self.ln_1(x), mask, causal, rows)
         if rows is not None:
-            x = x[torch.arange(x.shape[0], device=x.device), rows][:, None]  # (B, 1, C)
+            x = at_rows(x, rows)  # (B, 1, C)
         x = x + attn
         return x + self.mlp(self.ln_2(x))
+
+
+def at_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``x[b, rows[b]]`` for every row ``b`` of ``x`` ``(B, T, ...)``, as a length-1 axis: ``(B, 1, ...)``."""
+    return x[torch.arange(x.shape[0], device=x.device), rows][:, None]
 
 
 def query_rows_mask(
@@ -236,15 +241,22 @@ class GPT2(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        last_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-LayerNorm hidden states ``(B, T, emb_dim)``, the input of the LM head or a classifier head.
 
         ``attention_mask`` (1 = token, 0 = pad) may pad on either side; positions then count from each
-        row's first real token unless ``position_ids`` are given.
+        row's first real token unless ``position_ids`` are given. ``last_rows`` ``(B,)``: the last block
+        computes only that position of each row (its keys and values still come from every token), giving
+        ``(B, 1, emb_dim)``, the same rows as the full output.
         """
         x, mask = self.embed(input_ids, attention_mask, position_ids)
-        for block in self.transformer.h:
-            x = block(x, mask, self.config.causal)
+        top = len(self.transformer.h) - 1
+        for i, block in enumerate(self.transformer.h):
+            if i == top and last_rows is not None:
+                x = block(x, mask, self.config.causal, rows=last_rows)
+            else:
+                x = block(x, mask, self.config.causal)
         return self.transformer.ln_f(x)
 
     def embed(

@@ -39,6 +39,7 @@ from torch import nn
 
 from .classifier import GPT2Classifier, model_parts
 from .data.cache import get_cache_dir
+from .gpt2 import at_rows
 from .lora import update_with_tensors
 
 logger = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class FrozenPrefix:
             )
         feed = self._feed
         if rows is not None:  # our classifier's last block, asked for the pooled position of each row only
-            feed = feed[torch.arange(feed.shape[0], device=feed.device), rows][:, None]
+            feed = at_rows(feed, rows)
         return (feed,) if self._returns_tuple else feed
 
     def attach(self) -> None:
