@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,13 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
     assert again["questions"][0]["comparisons"][0]["p_value"] == 1.0
     assert '"skipped": 4' in capsys.readouterr().out
+    # a study folder copied elsewhere is the same runs: skipped there too (--output_dir is no run setting)
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    elsewhere = compare(
+        [str(path), "--data_source", str(sms_file), "--output_dir", str(moved), "--rows", "a", "b"]
+    )
+    assert elsewhere["counts"] == {"ran": 0, "skipped": 4, "failed": 0, "not_run": 0}
     # finished runs made with other flags are not mixed in: an error before anything runs
     changed = r"tiny/a/seed1 was finished with other arguments \(--max_eval_samples: \['12'\] -> \['10'\]\)"
     with pytest.raises(StudyError, match=changed):
@@ -269,6 +277,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path

@@ -119,6 +119,7 @@ def run_one(command: list[str], record: RunRecord, env: dict[str, str] | None = 
 def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
     values = {flag or "": v for flag, v in group_flags(tokens).items()}  # values before any flag: under ""
     values.pop("overwrite_output_dir", None)  # added to redo an unfinished run
+    values.pop("output_dir", None)  # where the study folder lives: a moved or copied study is the same runs
     return values
 
 
