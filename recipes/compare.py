@@ -52,6 +52,10 @@ def build_parser() -> ArgumentParser:
         "--jobs", type=int, default=1,
         help="runs at once, each with its share of the CPU threads (e.g. small runs sharing one GPU)",
     )  # fmt: skip
+    parser.add_argument(
+        "--keep_checkpoints", action="store_true",
+        help="keep finished runs' resumable checkpoints (default: deleted once a run finishes)",
+    )  # fmt: skip
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--dry_run", action="store_true", help="validate and log the commands, run nothing")
     parser.add_argument("--report_only", action="store_true", help="run nothing; report the finished runs")
@@ -83,8 +87,9 @@ def main(argv: list[str] | None = None) -> dict:
         ]
     else:
         records = run_study(
-            study, study_dir, args.launcher, args.launch_args, dry_run=args.dry_run, jobs=args.jobs
-        )
+            study, study_dir, args.launcher, args.launch_args, dry_run=args.dry_run, jobs=args.jobs,
+            keep_checkpoints=args.keep_checkpoints,
+        )  # fmt: skip
     if args.dry_run:
         return {}
     report = write_report(study, study_dir, records, time.perf_counter() - start, args.resamples)

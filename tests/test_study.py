@@ -222,6 +222,7 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
         [str(path), "--data_source", str(sms_file), "--output_dir", str(out), "--resamples", "200"]
     )
     study_dir = out / "tiny"
+    assert not list(study_dir.glob("*/seed*/checkpoints"))  # deleted once each run finished
     assert report["counts"] == {"ran": 4, "skipped": 0, "failed": 1, "not_run": 1}  # broken: one try
     rows = {row["name"]: row for row in json.loads((study_dir / "report.json").read_text())["rows"]}
     assert set(rows) == {"a", "b", "broken"}
@@ -269,6 +270,41 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
         compare(
             [str(path), "--data_source", str(sms_file), "--output_dir", str(out), "--max_eval_samples", "10"]
         )
+
+
+def test_an_unfinished_run_goes_on_from_its_checkpoint_when_its_flags_are_the_same(
+    tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path
+):
+    tiny = {"model": str(tiny_gpt2_dir), "weights": "random", "tokenizer": str(gpt2_tokenizer_dir),
+            "trainable": "all", "save_model": False, "learning_rate": 1e-3}  # fmt: skip
+    path = write_study(
+        tmp_path / "s.yaml", shared={"max_train_samples": 8, "max_eval_samples": 12, "num_epochs": 1},
+        rows=[{"name": "a", "recipe": "gpt2", "args": tiny}, {"name": "floor", "recipe": "tfidf"}],
+    )  # fmt: skip
+    compare = recipe("compare").main
+    base = [str(path), "--data_source", str(sms_file), "--output_dir", str(tmp_path), "--rows", "a"]
+    run_dir, log = tmp_path / "s" / "a" / "seed1", tmp_path / "s" / "logs" / "a-seed1.log"
+
+    def interrupt() -> None:  # as if killed after its last checkpoint, before metrics.json
+        (run_dir / "metrics.json").unlink()
+        (run_dir / PREDICTIONS_FILE).unlink()
+
+    compare([*base, "--keep_checkpoints", "--max_eval_samples", "10"])
+    interrupt()
+    # started with other flags: starts over (and its checkpoints are kept when asked)
+    assert compare([*base, "--keep_checkpoints"])["counts"]["ran"] == 1
+    assert "--overwrite_output_dir" in log.read_text() and "resumed from" not in log.read_text()
+    assert (run_dir / "checkpoints").is_dir()
+    first = read_predictions(run_dir / PREDICTIONS_FILE)
+    assert len(first[0]) == 12
+    interrupt()
+    # the same flags: goes on from the newest checkpoint, to the same predictions; then deletes them
+    assert compare(base)["counts"]["ran"] == 1
+    text = log.read_text()
+    assert "--resume_from_checkpoint latest" in text and "resumed from" in text
+    again = read_predictions(run_dir / PREDICTIONS_FILE)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    assert not (run_dir / "checkpoints").exists() and (run_dir / "metrics.json").is_file()
 
 
 STUB_RECIPE = '''

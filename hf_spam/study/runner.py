@@ -1,7 +1,9 @@
 """Run every row x seed of a study as its own process, in ``outputs/<study>/<row>/seed<k>/``.
 
 A run whose ``metrics.json`` exists is skipped (an interrupted study resumes) -- unless its ``args.json``
-says it ran with other flags, which is an error before anything runs; a run that fails is recorded
+says it ran with other flags, which is an error before anything runs. An unfinished run goes on from its
+newest complete checkpoint when it was started with the same flags, else starts over; a finished run's
+resumable checkpoints are deleted (its model and metrics stay) unless kept. A run that fails is recorded
 with the last line of its error and the study goes on. A user error (exit status 1 with an ``error:``
 line, e.g. a bad flag or a missing model) is the same for every seed, so the row's other seeds are not
 tried. Each run's output goes to ``outputs/<study>/logs/<row>-seed<k>.log``.
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..checkpoints import CHECKPOINTS, complete_checkpoints
 from .spec import Row, Study, StudyError, group_flags
 
 logger = logging.getLogger(__name__)
@@ -119,6 +123,7 @@ def run_one(command: list[str], record: RunRecord, env: dict[str, str] | None = 
 def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
     values = {flag or "": v for flag, v in group_flags(tokens).items()}  # values before any flag: under ""
     values.pop("overwrite_output_dir", None)  # added to redo an unfinished run
+    values.pop("resume_from_checkpoint", None)  # added to go on with one
     values.pop("output_dir", None)  # where the study folder lives: a moved or copied study is the same runs
     return values
 
@@ -134,6 +139,18 @@ def changed_flags(run_dir: Path, command: list[str]) -> str | None:
     old, new = _flag_values(recorded), _flag_values(command[script + 1 :])
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return "; ".join(f"--{k}: {old.get(k)} -> {new.get(k)}" for k in changed[:3]) or None
+
+
+def _unfinished_run_flags(row: Row, run_dir: Path, command: list[str]) -> list[str]:
+    """For the folder of an earlier, unfinished attempt: go on from its newest complete checkpoint when
+    the attempt had this command's flags (its ``args.json``), else start over; nothing without a folder."""
+    if not run_dir.exists():
+        return []
+    flags = _all_flags(row)
+    same_flags = (run_dir / "args.json").is_file() and changed_flags(run_dir, command) is None
+    if "resume_from_checkpoint" in flags and same_flags and complete_checkpoints(run_dir / CHECKPOINTS):
+        return ["--resume_from_checkpoint", "latest"]
+    return ["--overwrite_output_dir"] if "overwrite_output_dir" in flags else []
 
 
 def check_finished_runs(study: Study, study_dir: Path) -> None:
@@ -159,10 +176,12 @@ def run_study(
     launch_args: str = "",
     dry_run: bool = False,
     jobs: int = 1,
+    keep_checkpoints: bool = False,
 ) -> list[RunRecord]:
     """Run (or skip) every row x seed, ``jobs`` at a time (row by row, seed by seed, when 1); returns one
     record per run, in that order. With several jobs each run gets its share of the CPU threads
-    (``OMP_NUM_THREADS``, unless set already): e.g. small runs that each leave most of one GPU idle."""
+    (``OMP_NUM_THREADS``, unless set already): e.g. small runs that each leave most of one GPU idle.
+    A finished run's ``checkpoints/`` folder is deleted unless ``keep_checkpoints``."""
     check_finished_runs(study, study_dir)
     records: list[RunRecord] = []
     todo: list[tuple[Row, RunRecord, list[str]]] = []
@@ -177,8 +196,7 @@ def run_study(
                 logger.info("%s seed %d: skipped (%s exists)", row.name, seed, run_dir / "metrics.json")
                 continue
             command = run_command(row, seed, study, study_dir, launcher, launch_args, jobs)
-            if run_dir.exists() and "overwrite_output_dir" in _all_flags(row):
-                command.append("--overwrite_output_dir")  # an earlier, unfinished attempt
+            command += _unfinished_run_flags(row, run_dir, command)
             record.status = "not_run"
             todo.append((row, record, command))
     if dry_run:
@@ -200,6 +218,10 @@ def run_study(
         logger.info("%s seed %d: %s", row.name, record.seed, shlex.join(command))
         run_one(command, record, env)
         _log_outcome(record)
+        checkpoints = record.run_dir / CHECKPOINTS
+        if record.status == "ran" and not keep_checkpoints and checkpoints.is_dir():
+            shutil.rmtree(checkpoints)  # only for going on with an unfinished run; the model stays
+            logger.info("%s seed %d: deleted %s (finished)", row.name, record.seed, checkpoints)
         if record.status == "failed" and (record.error or "").startswith("error:"):
             with lock:
                 user_errors.setdefault(row.name, record.error or "")

@@ -40,7 +40,9 @@ DEFAULT_SPLIT_SEED = 123
 STUDY_KEYS = {"name", "description", "split_seed", "seeds", "shared", "rows", "questions"}
 ROW_KEYS = {"name", "recipe", "args", "note"}
 QUESTION_KEYS = {"title", "rows"}
-RUNNER_FLAGS = {"output_dir", "run_name", "seed", "split_seed", "overwrite_output_dir"}  # set by the runner
+RUNNER_FLAGS = {  # set by the runner
+    "output_dir", "run_name", "seed", "split_seed", "overwrite_output_dir", "resume_from_checkpoint"
+}  # fmt: skip
 # flags of frozen_features.py that mean nothing to its TF-IDF / bag-of-words methods
 BACKBONE_FLAGS = {"model", "implementation", "weights", "tokenizer", "pooling", "batch_size", "dtype"}
 BACKBONE_FLAGS |= {"max_length", "padding", "padding_side", "group_by_length"}
