@@ -7,12 +7,13 @@ protocol; any recipe flag may be added after the bench's own), run as:
 * ``today``: dynamic padding and length-grouped batches, no cache (the fastest mode before the cache);
 * ``cache``: as ``today``, plus the frozen-prefix cache (``--cache_frozen auto``), built from scratch.
 
-Each mode runs :func:`hf_spam.run.run_classification` with a fresh ``HF_SPAM_CACHE`` folder, so every mode
-pays its own tokenisation and the cache mode pays for building its cache. Printed per mode: training
-seconds of each epoch, training / evaluation / cache-building / saving seconds, the whole call's wall time
-(data, model, cache, training, evaluation, saving), its ratio to ``book``, and the test accuracy. Not in
-the wall time: Python and library imports, the same for every mode. The machine's 1-minute load average
-before and after each mode is printed too: on a shared machine, compare ratios only where it is steady.
+Each mode runs :func:`hf_spam.training.fine_tune.run_classification` with a fresh ``HF_SPAM_CACHE`` folder,
+so every mode pays its own tokenisation and the cache mode pays for building its cache. Printed per mode:
+training seconds of each epoch, training / evaluation / cache-building / saving seconds, the whole call's
+wall time (data, model, cache, training, evaluation, saving), its ratio to ``book``, and the test accuracy.
+Not in the wall time: Python and library imports, the same for every mode. The machine's 1-minute load
+average before and after each mode is printed too: on a shared machine, compare ratios only where it is
+steady.
 
     python bench/frozen_cache.py --tokenizer ../shared/models/gpt2-tokenizer --weights random \\
         --data_source ../shared/data/sms_spam/SMSSpamCollection
@@ -33,11 +34,12 @@ from pathlib import Path
 import torch
 from accelerate.state import AcceleratorState
 
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.lora import LoraArguments
-from hf_spam.operating_point import OperatingPointArguments
-from hf_spam.outputs import device_description
-from hf_spam.run import configure_logging, run_classification
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.cli import configure_logging
+from hf_spam.evaluation.operating_point import OperatingPointArguments
+from hf_spam.models.adapters import LoraArguments
+from hf_spam.run_folder import device_description
+from hf_spam.training.fine_tune import run_classification
 
 BOOK = ["--trainable", "last_block", "--batch_size", "8", "--learning_rate", "5e-5", "--eval_every", "50"]
 MODES = {

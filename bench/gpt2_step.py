@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from hf_spam import GPT2
-from hf_spam.classifier import GPT2Classifier, set_trainable
-from hf_spam.outputs import device_description
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.trainable import set_trainable
+from hf_spam.run_folder import device_description
 
 
 def build(args: argparse.Namespace, which: str = "both") -> dict[str, torch.nn.Module]:

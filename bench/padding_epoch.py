@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from hf_spam import GPT2Config, load_tokenizer
-from hf_spam.classifier import GPT2Classifier, set_trainable
 from hf_spam.data import load_sms_spam, longest_length, make_dataloader, split, tokenize
-from hf_spam.outputs import device_description
-from hf_spam.train import optimizer_for
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.trainable import set_trainable
+from hf_spam.run_folder import device_description
+from hf_spam.training.trainer import optimizer_for
 
 STRATEGIES = {
     "longest_in_dataset": {"padding": "longest_in_dataset", "group_by_length": False},

@@ -18,7 +18,7 @@ import time
 import datasets
 
 from hf_spam.data import load_imdb, resolve_max_length, tokenize
-from hf_spam.tokenizer import load_tokenizer
+from hf_spam.data.tokenizer import load_tokenizer
 
 
 def timed(function, *args, **kwargs):

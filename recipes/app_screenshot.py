@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(CHROMIUM).exists():
         raise FileNotFoundError(f"{CHROMIUM} not found: apt-get install chromium chromium-driver")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from hf_spam.app import build_app
+    from hf_spam.serving.app import build_app
 
     demo = build_app(args.run)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)

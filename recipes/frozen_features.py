@@ -12,38 +12,11 @@ LogisticRegression's C is chosen on the validation split. A YAML file as first a
 Writes outputs/<run>/metrics.json (the layout of the fine-tuning recipes) and args.json.
 """
 
-from __future__ import annotations
-
-import json
 import sys
 
-from hf_spam.args import DataArguments, parse_args
-from hf_spam.baselines import run_frozen_features
-from hf_spam.cli import run_main
-from hf_spam.features import FeatureArguments
-from hf_spam.run import configure_logging
+from hf_spam.commands.frozen_features import cli, main
 
-# what main parses; hf_spam.study reads the flags a row may take from it
-ARGUMENT_GROUPS = (FeatureArguments, DataArguments)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    feature_args, data_args = parse_args(ARGUMENT_GROUPS, argv)
-    metrics = run_frozen_features(feature_args, data_args)
-    details = metrics["training"]["details"]
-    summary = {
-        "run": metrics["run"],
-        "accuracy": {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()},
-        "best_C": details["best_C"],
-        "analyzer": details.get("analyzer"),
-        "feature_dim": details["feature_dim"],
-        "cache_hit": details.get("cache_hit"),
-        "seconds": round(metrics["seconds"]["training"], 1),
-    }
-    print(json.dumps(summary))
-    return metrics
-
+__all__ = ["main"]  # tests and notebooks call main(argv); the shell runs cli()
 
 if __name__ == "__main__":
-    configure_logging()
-    sys.exit(run_main(main))
+    sys.exit(cli())

@@ -11,29 +11,11 @@ Every switch of the book's bonus study is a flag: --trainable, --pooling, --caus
 Writes outputs/<run>/: metrics.json, args.json, history.json, curves.png and the saved model.
 """
 
-from __future__ import annotations
-
 import sys
 
-from accelerate import PartialState
+from hf_spam.commands.gpt2_classifier import cli, main
 
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.cli import run_main
-from hf_spam.lora import LoraArguments
-from hf_spam.operating_point import OperatingPointArguments
-from hf_spam.run import configure_logging, run_classification, summary_line
-
-# what main parses; hf_spam.study reads the flags a row may take from it
-ARGUMENT_GROUPS = (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    metrics = run_classification(*parse_args(ARGUMENT_GROUPS, argv))
-    if PartialState().is_main_process:
-        print(summary_line(metrics))
-    return metrics
-
+__all__ = ["main"]  # tests and notebooks call main(argv); the shell runs cli()
 
 if __name__ == "__main__":
-    configure_logging()
-    sys.exit(run_main(main))
+    sys.exit(cli())

@@ -36,9 +36,23 @@ def gpt2_tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def gpt2_tokenizer(gpt2_tokenizer_dir):
-    from hf_spam.tokenizer import load_tokenizer
+    from hf_spam.data.tokenizer import load_tokenizer
 
     return load_tokenizer(gpt2_tokenizer_dir)
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Offline mode off, whatever the shell exported (offline machines often set HF_HUB_OFFLINE=1): for
+    tests that reach a hub on loopback, or that turn offline mode on themselves."""
+    import huggingface_hub
+
+    for name in OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # read from the env at import
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -59,7 +73,7 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     from transformers import GPT2LMHeadModel
 
     from hf_spam import GPT2Config
-    from hf_spam.convert import config_to_transformers
+    from hf_spam.models.gpt2.weights import config_to_transformers
 
     path = tmp_path_factory.mktemp("tiny-gpt2")
     torch.manual_seed(0)

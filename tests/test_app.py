@@ -36,14 +36,14 @@ def run_dir(tiny_bert_dir, sms_file, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(run_dir):
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     return Predictor(run_dir, device="cpu")
 
 
 @pytest.fixture
 def app_url(run_dir, predictor):
-    from hf_spam.app import build_app
+    from hf_spam.serving.app import build_app
 
     demo = build_app(run_dir, predictor=predictor)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
@@ -93,7 +93,7 @@ def test_batch_endpoint_returns_one_row_per_input_line(app_url, predictor, tmp_p
 
 
 def test_run_without_examples_or_card_files_still_starts(run_dir, predictor, tmp_path, caplog):
-    from hf_spam.app import build_app
+    from hf_spam.serving.app import build_app
 
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare)
@@ -111,11 +111,11 @@ def test_only_the_app_module_imports_gradio():
         for path in (REPO / "hf_spam").rglob("*.py")
         if "import gradio" in path.read_text() or "from gradio" in path.read_text()
     )
-    assert importers == ["hf_spam/app.py"]
+    assert importers == ["hf_spam/serving/app.py"]
 
 
 def test_card_shows_the_metrics_at_the_threshold(run_dir):
-    from hf_spam.app import card_markdown
+    from hf_spam.serving.app import card_markdown
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     card = card_markdown(str(run_dir), metrics)

@@ -14,8 +14,11 @@ from transformers import (
 )
 
 from hf_spam import GPT2Config
-from hf_spam.classifier import GPT2Classifier, load_classifier, pool, set_trainable
-from hf_spam.convert import config_to_transformers
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.gpt2.weights import config_to_transformers
+from hf_spam.models.load import load_classifier
+from hf_spam.models.remote.modeling_hf_spam import pool
+from hf_spam.models.trainable import set_trainable
 
 CONFIG = GPT2Config(vocab_size=120, context_length=32, emb_dim=24, n_layers=3, n_heads=2, dropout=0.0)
 
@@ -175,8 +178,8 @@ def test_classifier_cannot_generate():
 def test_causal_switch_on_a_transformers_decoder(tmp_path, gpt2_tokenizer):
     from transformers import LlamaForCausalLM
 
-    from hf_spam.args import ModelArguments
-    from hf_spam.models import build_classifier
+    from hf_spam.arguments import ModelArguments
+    from hf_spam.models.build import build_classifier
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -198,8 +201,8 @@ def test_causal_switch_on_a_transformers_decoder(tmp_path, gpt2_tokenizer):
 
 
 def test_pooling_flag_is_refused_for_transformers_models(tmp_path, gpt2_tokenizer):
-    from hf_spam.args import ModelArguments
-    from hf_spam.models import build_classifier
+    from hf_spam.arguments import ModelArguments
+    from hf_spam.models.build import build_classifier
 
     args = ModelArguments(model=str(tmp_path), implementation="transformers", pooling="mean")
     with pytest.raises(ValueError, match="--pooling mean needs --implementation hf_spam"):

@@ -9,9 +9,10 @@ import torch
 from transformers import GPT2LMHeadModel, GPT2Model
 
 from hf_spam import GPT2, GPT2Config, load_tokenizer
-from hf_spam.convert import WeightsError, config_to_transformers
-from hf_spam.gpt2 import GPT2_SIZES
+from hf_spam.errors import WeightsError
 from hf_spam.hub import OfflineError
+from hf_spam.models.gpt2 import GPT2_SIZES
+from hf_spam.models.gpt2.weights import config_to_transformers
 
 CONFIG = GPT2Config(vocab_size=211, context_length=48, emb_dim=64, n_layers=2, n_heads=4, dropout=0.0)
 

@@ -12,17 +12,16 @@ import pytest
 from accelerate.state import AcceleratorState
 from datasets import ClassLabel, Dataset
 
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.data import (
-    DataError,
     load_dataset_by_name,
     load_sms_spam,
     load_splits,
     load_text_file,
-    load_text_file_with_report,
     parse_label_map,
     split,
 )
+from hf_spam.errors import DataError
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +125,7 @@ def test_a_non_integral_number_is_a_bad_line(tmp_path):
     path = write_csv(tmp_path / "f.csv", [("a", "0"), ("b", "1"), ("c", "0.5"), ("d", "1.0")])
     with pytest.raises(DataError, match=r"f.csv, line 4: label '0.5' is not a whole number"):
         load_text_file(path)
-    ds, report = load_text_file_with_report(path, on_bad_line="skip")
+    ds, report = load_text_file(path, on_bad_line="skip", return_report=True)
     assert ds["label"][:] == [0, 1, 1] and report.skipped_lines == [4]
 
 
@@ -189,7 +188,7 @@ def test_bad_labels_stop_a_run_before_the_model_loads(tmp_path, gpt2_tokenizer_d
         model=no_model, implementation="transformers", tokenizer=str(gpt2_tokenizer_dir)
     )
     train_args = TrainArguments(output_dir=str(tmp_path / "out"), run_name="r")
-    from hf_spam.run import run_classification
+    from hf_spam.training.fine_tune import run_classification
 
     try:
         with pytest.raises(DataError, match="label ids with gaps"):

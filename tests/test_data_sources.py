@@ -12,22 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hf_spam.args import DataArguments, parse_args
+from hf_spam.arguments import DataArguments, parse_args
 from hf_spam.data import (
-    DataError,
     clean_text,
     dataset_label,
     load_dataset_by_name,
-    load_dataset_by_name_with_report,
     load_imdb,
-    load_imdb_with_report,
     load_sms_spam,
-    load_sms_spam_with_report,
     load_splits,
     load_text_file,
-    load_text_file_with_report,
 )
 from hf_spam.data.sources import SMS_SHA256
+from hf_spam.errors import DataError
 from hf_spam.hub import OfflineError
 
 
@@ -50,7 +46,7 @@ def write_lines(path, lines: list[bytes]) -> str:
 
 
 def test_sms_counts_from_the_real_file(sms_file):
-    ds, report = load_sms_spam_with_report(sms_file)
+    ds, report = load_sms_spam(sms_file, return_report=True)
     assert len(ds) == 5574
     assert ds.features["label"].names == ["ham", "spam"]
     labels = ds["label"][:]
@@ -129,7 +125,7 @@ def test_sms_skip_reports_every_bad_line(tmp_path, caplog):
         lines += [bad, b"spam\tgood"]
     path = write_lines(tmp_path / "SMSSpamCollection", lines)
     with caplog.at_level(logging.WARNING):
-        ds, report = load_sms_spam_with_report(path, on_bad_line="skip")
+        ds, report = load_sms_spam(path, on_bad_line="skip", return_report=True)
     assert report.skipped_lines == [2, 4, 6, 8]
     assert report.rows_read == 9 == report.rows_kept + len(report.skipped)
     assert len(ds) == report.rows_kept == 5
@@ -140,7 +136,7 @@ def test_sms_skip_reports_every_bad_line(tmp_path, caplog):
 def test_trailing_blank_lines_are_not_rows_but_inner_ones_are_bad(tmp_path):
     path = tmp_path / "sms"
     path.write_bytes(b"ham\tone\r\nspam\ttwo\r\n\n  \n")  # CRLF, then blank lines at the end
-    ds, report = load_sms_spam_with_report(path)
+    ds, report = load_sms_spam(path, return_report=True)
     assert ds["text"][:] == ["one", "two"] and report.rows_read == 2
     path.write_bytes(b"ham\tone\n\nspam\ttwo\n")
     with pytest.raises(DataError, match="line 2: no tab"):
@@ -211,7 +207,7 @@ def test_acl_imdb_bad_file_is_named_or_skipped(tmp_path):
     with pytest.raises(DataError, match="not UTF-8") as info:
         load_imdb(tmp_path)
     assert str(info.value).startswith(f"{bad}, line 2:")
-    imdb, report = load_imdb_with_report(tmp_path, on_bad_line="skip")
+    imdb, report = load_imdb(tmp_path, on_bad_line="skip", return_report=True)
     assert [(row.file, row.line) for row in report.skipped] == [(str(bad), 2)]
     assert report.rows_read == 13 and report.rows_kept == 12 == sum(map(len, imdb.values()))
 
@@ -236,7 +232,7 @@ def test_csv_line_numbers_survive_multiline_quoted_fields(tmp_path):
     path.write_bytes(b'text,label\n"two\nline text",spam\n"say ""hi""",ham\n,ham\nlast,spam\n')
     with pytest.raises(DataError, match=r"line 5: empty text"):
         load_text_file(path)
-    ds, report = load_text_file_with_report(path, on_bad_line="skip")
+    ds, report = load_text_file(path, on_bad_line="skip", return_report=True)
     assert ds["text"][:] == ["two\nline text", 'say "hi"', "last"]
     assert ds.features["label"].names == ["ham", "spam"] and ds["label"][:] == [1, 0, 1]
     assert report.skipped_lines == [5] and report.rows_read == 4
@@ -271,7 +267,7 @@ def test_jsonl_bad_lines(tmp_path):
     path = write_lines(tmp_path / "d.jsonl", lines)
     with pytest.raises(DataError, match="line 2: not valid JSON"):
         load_text_file(path)
-    ds, report = load_text_file_with_report(path, on_bad_line="skip")
+    ds, report = load_text_file(path, on_bad_line="skip", return_report=True)
     assert len(ds) == 1 and report.skipped_lines == [2, 3, 4]
     assert "missing column 'label'" in report.skipped[1].reason and "not UTF-8" in report.skipped[2].reason
 
@@ -299,7 +295,7 @@ def test_parquet_bad_rows_are_numbered(tmp_path):
     pq.write_table(pa.table({"text": ["a", None, "c", ""], "label": [1, 0, None, 1]}), path)
     with pytest.raises(DataError, match=r"row 2: missing text"):
         load_text_file(path)
-    ds, report = load_text_file_with_report(path, on_bad_line="skip")
+    ds, report = load_text_file(path, on_bad_line="skip", return_report=True)
     assert ds["text"][:] == ["a"]
     assert [(r.unit, r.line) for r in report.skipped] == [("row", 2), ("row", 3), ("row", 4)]
 
@@ -342,7 +338,7 @@ def test_dataset_may_be_several_files_or_a_glob_with_every_file_and_line_named(t
     b = folder / "b.csv"
     with pytest.raises(DataError, match=rf"^{b}, line 3: empty text"):
         load_dataset_by_name(f"{folder}/*.csv")
-    ds, report = load_dataset_by_name_with_report(f"{folder}/*.csv", on_bad_line="skip")
+    ds, report = load_dataset_by_name(f"{folder}/*.csv", on_bad_line="skip", return_report=True)
     assert ds["text"][:] == ["hello", "hi", "WIN", "free"]  # files in sorted order, rows in file order
     assert ds.features["label"].names == ["ham", "spam"] and ds["label"][:] == [0, 0, 1, 1]
     assert report.files == {str(folder / "a.csv"): (2, 2, 0), str(b): (3, 2, 1)}

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from datasets import DatasetDict
 
-from hf_spam.data import load_imdb, load_sms_spam, split, split_with_report
+from hf_spam.data import load_imdb, load_sms_spam, split
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def assert_accounted(splits: DatasetDict, report, rows_in: int) -> None:
 
 
 def test_book_split_has_the_books_exact_sizes(sms):
-    splits, report = split_with_report(sms, "book", seed=123)
+    splits, report = split(sms, "book", seed=123, return_report=True)
     assert {name: len(part) for name, part in splits.items()} == {
         "train": 1045,
         "validation": 149,
@@ -55,7 +55,7 @@ def test_book_split_has_the_books_exact_sizes(sms):
 
 def test_book_split_with_dedup_puts_each_text_in_one_split(sms):
     plain = split(sms, "book", seed=123)
-    dedup, report = split_with_report(sms, "book", seed=123, dedup=True)
+    dedup, report = split(sms, "book", seed=123, dedup=True, return_report=True)
     assert crossing_texts(plain) and not crossing_texts(dedup)
     assert report.duplicate_texts_crossing == 0
     assert report.duplicate_texts_crossing_without_dedup == len(crossing_texts(plain))
@@ -64,7 +64,7 @@ def test_book_split_with_dedup_puts_each_text_in_one_split(sms):
 
 
 def test_stratified_split_keeps_every_row_and_the_label_ratio(sms):
-    splits, report = split_with_report(sms, "stratified", seed=123)
+    splits, report = split(sms, "stratified", seed=123, return_report=True)
     assert_accounted(splits, report, len(sms))
     assert report.rows_dropped_by_undersampling == report.rows_dropped_for_leakage == 0
     for name, fraction in zip(("train", "validation", "test"), (0.7, 0.1, 0.2), strict=True):
@@ -76,15 +76,15 @@ def test_stratified_split_keeps_every_row_and_the_label_ratio(sms):
 
 
 def test_stratified_reports_crossing_texts_and_dedup_removes_them(sms):
-    plain, plain_report = split_with_report(sms, "stratified", seed=123)
+    plain, plain_report = split(sms, "stratified", seed=123, return_report=True)
     assert plain_report.duplicate_texts_crossing == len(crossing_texts(plain)) > 0
     for seed in (123, 7):
-        dedup, report = split_with_report(sms, "stratified", seed=seed, dedup=True)
+        dedup, report = split(sms, "stratified", seed=seed, dedup=True, return_report=True)
         assert not crossing_texts(dedup)
         assert_accounted(dedup, report, len(sms))
         # whole groups move: each split is off the row-level cut by less than the largest group per boundary
         largest_group = max(Counter(sms["text"][:]).values())
-        plain_sizes = split_with_report(sms, "stratified", seed=seed)[1].split_sizes()
+        plain_sizes = split(sms, "stratified", seed=seed, return_report=True)[1].split_sizes()
         for name, size in report.split_sizes().items():
             assert abs(size - plain_sizes[name]) < 2 * 2 * largest_group
 
@@ -115,7 +115,7 @@ def test_fractions_are_validated(sms):
 
 
 def test_official_split_keeps_test_and_carves_a_stratified_validation(imdb):
-    splits, report = split_with_report(imdb, "official", seed=123)
+    splits, report = split(imdb, "official", seed=123, return_report=True)
     assert splits["test"]["text"][:] == imdb["test"]["text"][:]
     assert len(splits["validation"]) == 2500 and len(splits["train"]) == 22500
     assert Counter(splits["validation"]["label"][:]) == {0: 1250, 1: 1250}
@@ -128,7 +128,7 @@ def test_official_split_keeps_test_and_carves_a_stratified_validation(imdb):
 
 
 def test_official_split_with_dedup_drops_leaking_train_rows_never_test(imdb):
-    splits, report = split_with_report(imdb, "official", seed=123, dedup=True)
+    splits, report = split(imdb, "official", seed=123, dedup=True, return_report=True)
     test_texts = set(imdb["test"]["text"][:])
     leaking_train_rows = sum(text in test_texts for text in imdb["train"]["text"][:])
     assert report.rows_dropped_for_leakage == leaking_train_rows > 0
@@ -139,14 +139,15 @@ def test_official_split_with_dedup_drops_leaking_train_rows_never_test(imdb):
 
 
 def test_load_splits_lives_with_the_data_pipeline_and_takes_every_data_flag(tmp_path):
-    import hf_spam.baselines
-    import hf_spam.run
-    from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+    import hf_spam.frozen_features.run
+    import hf_spam.training.inputs
+    from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
     from hf_spam.data import load_splits
-    from hf_spam.features import FeatureArguments
+    from hf_spam.frozen_features.arguments import FeatureArguments
 
     assert load_splits.__module__ == "hf_spam.data.pipeline"
-    assert hf_spam.run.load_splits is load_splits and hf_spam.baselines.load_splits is load_splits
+    assert hf_spam.training.inputs.load_splits is load_splits
+    assert hf_spam.frozen_features.run.load_splits is load_splits
     path = tmp_path / "d.csv"
     rows = "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(40))
     path.write_text("text,label\n" + rows + ",a\n")  # line 42: empty text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datasets import Dataset, DatasetDict
 
-from hf_spam.args import DataArguments
+from hf_spam.arguments import DataArguments
 from hf_spam.data.__main__ import build_parser, main, parse
 from hf_spam.data.summary import token_length_table
 

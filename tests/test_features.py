@@ -12,22 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from hf_spam import features
-from hf_spam.args import DataArguments, parse_args
-from hf_spam.baselines import embedding_pipeline, evaluate_classifier, fit_with_validation
-from hf_spam.classifier import pool
-from hf_spam.data import tokenize
-from hf_spam.features import (
-    FeatureArguments,
-    extract_features,
-    feature_matrix,
-    features_cache_file,
-    load_backbone,
-)
-from hf_spam.run import load_splits
+from hf_spam.arguments import DataArguments, parse_args
+from hf_spam.data import load_splits, tokenize
+from hf_spam.frozen_features import backbone as backbone_module
+from hf_spam.frozen_features import extract as features
+from hf_spam.frozen_features.arguments import FeatureArguments
+from hf_spam.frozen_features.backbone import load_backbone, resolve_pooling
+from hf_spam.frozen_features.extract import extract_features, feature_matrix, features_cache_file
+from hf_spam.frozen_features.fit import embedding_pipeline, evaluate_classifier, fit_with_validation
+from hf_spam.models.remote.modeling_hf_spam import pool
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = {  # the top-level keys of every recipe's metrics.json (hf_spam.outputs.metrics_record)
+LAYOUT = {  # the top-level keys of every recipe's metrics.json (hf_spam.run_folder.metrics_record)
     "schema_version", "recipe", "run", "model", "implementation", "dataset", "splits", "split_sizes",
     "split_report", "seconds", "training", "parameters", "peak_memory", "device", "num_processes",
     "mixed_precision", "operating_point",
@@ -155,6 +151,32 @@ def test_text_baseline_end_to_end_on_sms(method, recipe, sms_file, tmp_path, cap
     assert args["FeatureArguments"]["method"] == method and args["DataArguments"]["protocol"] == "book"
 
 
+def test_an_existing_run_folder_is_refused_unless_overwritten(recipe, sms_file, tmp_path, capsys):
+    from hf_spam.cli import run_main
+
+    argv = [
+        "--method",
+        "tfidf",
+        "--data_source",
+        str(sms_file),
+        "--output_dir",
+        str(tmp_path),
+        "--run_name",
+        "r",
+    ]
+    assert run_main(recipe.main, argv) == 0
+    first = (tmp_path / "r" / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert run_main(recipe.main, [*argv, "--method", "bow"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and f"the run folder {tmp_path / 'r'} exists already" in error[0]
+    assert "--overwrite_output_dir" in error[0] and "--resume_from_checkpoint" not in error[0]  # none here
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == first  # the first run is untouched
+    assert run_main(recipe.main, [*argv, "--method", "bow", "--overwrite_output_dir"]) == 0
+    replaced = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert replaced["implementation"] == "frozen_features:bow"
+
+
 @pytest.mark.parametrize("kind", ["gpt2", "bert"])
 def test_features_equal_an_unpadded_forward_of_each_text(
     kind, sms_small, tiny_gpt2_dir, tiny_bert_dir, gpt2_tokenizer_dir, tmp_path
@@ -193,7 +215,7 @@ def test_default_pooling_and_parameter_count_without_loading(
         "last",
         "last",
     )
-    assert features.resolve_pooling("cls", ours) == "first"
+    assert resolve_pooling("cls", ours) == "first"
     for backbone in (bert, ours, theirs):
         counted = backbone.num_parameters()  # a meta-device copy: the weights are not loaded
         assert backbone._model is None
@@ -239,7 +261,7 @@ def test_second_run_reuses_the_cached_features(
     def must_not_load(*args, **kwargs):
         raise AssertionError("the backbone was loaded although every feature is cached")
 
-    monkeypatch.setattr(features, "_load_model", must_not_load)
+    monkeypatch.setattr(backbone_module, "_load_model", must_not_load)
     calls = features.EXTRACTION_CALLS
     second = recipe.main([*argv, "--run_name", "second"])
     assert second["training"]["details"]["cache_hit"] and features.EXTRACTION_CALLS == calls

@@ -11,8 +11,8 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from hf_spam import GPT2, GPT2Config
-from hf_spam.convert import config_to_transformers
-from hf_spam.gpt2 import position_ids_from_mask
+from hf_spam.models.gpt2.blocks import position_ids_from_mask
+from hf_spam.models.gpt2.weights import config_to_transformers
 
 CONFIGS = {
     "tiny": GPT2Config(vocab_size=97, context_length=64, emb_dim=32, n_layers=2, n_heads=4, dropout=0.0),

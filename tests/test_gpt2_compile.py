@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from accelerate.utils import TorchDynamoPlugin
 
 from hf_spam import GPT2Config
-from hf_spam.classifier import GPT2Classifier
+from hf_spam.models.classifier import GPT2Classifier
 
 pytestmark = pytest.mark.skipif(not torch._dynamo.is_dynamo_supported(), reason="no torch.compile here")
 

@@ -20,9 +20,9 @@ from accelerate.state import AcceleratorState
 from hub_server import HubServer
 from huggingface_hub import ModelCard, constants
 
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.hub import HubError, check_push, push_run, resolve_run
-from hf_spam.run import run_classification
+from hf_spam.training.fine_tune import run_classification
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_FAKE0token0for0tests0a7c3e9d15b"  # the server's only valid token: a fake one
@@ -37,8 +37,9 @@ def _fresh_accelerator_state():
 
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A hub on a free loopback port, with HF_ENDPOINT, HF_TOKEN and a fresh hub cache pointing at it."""
+def hub(tmp_path, monkeypatch, online):
+    """A hub on a free loopback port, with HF_ENDPOINT, HF_TOKEN and a fresh hub cache pointing at it
+    (offline mode off, whatever the shell says)."""
     with HubServer({TOKEN: USER}) as server:
         env = {
             "HF_ENDPOINT": server.url,
@@ -92,7 +93,7 @@ def trained_run(_trained_once, tmp_path) -> Path:
 
 
 def logits_of(model: torch.nn.Module, tokenizer_dir: Path) -> torch.Tensor:
-    from hf_spam.tokenizer import load_tokenizer
+    from hf_spam.data.tokenizer import load_tokenizer
 
     batch = load_tokenizer(tokenizer_dir)(TEXTS, padding=True, return_tensors="pt")
     with torch.inference_mode():
@@ -150,15 +151,15 @@ def test_recipe_pushes_once_after_training_files_and_card(hub, train_argv, tmp_p
 
 
 def test_load_by_repo_id_identical_logits_and_card_snippet_runs(hub, trained_run):
-    from hf_spam.classifier import load_classifier
-    from hf_spam.predict import Predictor
+    from hf_spam.models.load import load_classifier
+    from hf_spam.serving.predict import Predictor
 
     info = push_run(trained_run, f"{USER}/tiny-spam")
     assert info.oid == hub.state.repos[f"{USER}/tiny-spam"].branches["main"]
     local = logits_of(load_classifier(trained_run), trained_run)
     folder = resolve_run(f"{USER}/tiny-spam")
     assert folder != trained_run and str(folder).startswith(os.environ["HF_HUB_CACHE"])  # the hub cache
-    torch.testing.assert_close(logits_of(load_classifier(f"{USER}/tiny-spam"), folder), local, rtol=0, atol=0)
+    torch.testing.assert_close(logits_of(load_classifier(folder), folder), local, rtol=0, atol=0)
     expected = Predictor(trained_run)(TEXTS)
     assert Predictor(f"{USER}/tiny-spam")(TEXTS) == expected
 
@@ -186,7 +187,7 @@ def test_fake_token_appears_in_no_log_and_no_file(hub, trained_run, tmp_path, ca
 
     caplog.set_level(logging.DEBUG)
     push_run(trained_run, f"{USER}/secret-check", private=True)
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     Predictor(f"{USER}/secret-check")(TEXTS)
     with pytest.raises(HubError) as error:
@@ -233,7 +234,7 @@ def test_branch_and_private_repo(hub, trained_run, monkeypatch):
     assert (resolve_run(f"{USER}/private-spam", revision="v1") / "model.safetensors").is_file()
 
 
-def test_recipe_with_push_to_hub_and_no_endpoint_fails_before_training(train_argv, tmp_path):
+def test_recipe_with_push_to_hub_and_no_endpoint_fails_before_training(train_argv, tmp_path, online):
     argv = [*train_argv, "--push_to_hub", "--hub_model_id", "tiny-spam"]
     env = {
         **os.environ,
@@ -256,8 +257,8 @@ def test_adapter_push_card_and_load_by_id(hub, tiny_gpt2_dir, gpt2_tokenizer_dir
     from transformers import AutoModelForSequenceClassification
 
     from hf_spam.data import load_sms_spam
-    from hf_spam.metrics import classification_metrics
-    from hf_spam.tokenizer import load_tokenizer
+    from hf_spam.data.tokenizer import load_tokenizer
+    from hf_spam.evaluation.metrics import classification_metrics
 
     HfApi().create_repo(f"{USER}/tiny-gpt2")  # the base model lives on the hub too
     HfApi().upload_folder(repo_id=f"{USER}/tiny-gpt2", folder_path=tiny_gpt2_dir)
@@ -329,17 +330,17 @@ def free_port() -> int:
 
 
 def test_run_files_refuses_a_folder_without_a_model(tmp_path):
-    from hf_spam.hub import run_files
+    from hf_spam.run_folder import files_to_push
 
     (tmp_path / "metrics.json").write_text("{}")
     with pytest.raises(HubError, match="no model to push"):
-        run_files(tmp_path)
+        files_to_push(tmp_path)
 
 
 def test_hf_spam_lora_run_pushed_and_loaded_by_id(hub, train_argv, tmp_path):
     """A ``--trainable lora`` run of our GPT-2 (random base, rebuilt from its seed): the adapter, the head
     and lora_base.json are pushed, no full model; loading by repo id gives the run's logits exactly."""
-    from hf_spam.classifier import load_classifier
+    from hf_spam.models.load import load_classifier
 
     argv = [arg if arg != "all" else "lora" for arg in train_argv]  # --trainable lora
     train([*argv, "--push_to_hub", "--hub_model_id", "tiny-lora"])
@@ -350,9 +351,9 @@ def test_hf_spam_lora_run_pushed_and_loaded_by_id(hub, train_argv, tmp_path):
     assert files["adapter_model.safetensors"] == (run_dir / "adapter_model.safetensors").read_bytes()
     card = ModelCard(files["README.md"].decode())
     assert card.data.library_name == "peft"
-    assert "from hf_spam.predict import Predictor" in python_block(card.text)
+    assert "from hf_spam.serving import Predictor" in python_block(card.text)
 
     tokenizer_dir = run_dir  # the run folder holds the tokenizer
     local = logits_of(load_classifier(run_dir), tokenizer_dir)
-    by_id = logits_of(load_classifier(f"{USER}/tiny-lora"), tokenizer_dir)
+    by_id = logits_of(load_classifier(resolve_run(f"{USER}/tiny-lora")), tokenizer_dir)
     torch.testing.assert_close(by_id, local, rtol=0, atol=0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_spam.predict import Predictor
+from hf_spam.serving.predict import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 LONG = " ".join(f"free prize {i} call now to claim" for i in range(6))  # 42 tokens of the tiny vocabulary
@@ -22,7 +22,7 @@ def classifier_dir(tiny_bert_dir, tmp_path_factory) -> Path:
     """A (random-headed) tiny BERT classifier folder, as a run saves it."""
     from transformers import AutoModelForSequenceClassification
 
-    from hf_spam.tokenizer import load_tokenizer
+    from hf_spam.data.tokenizer import load_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-bert-classifier")
     torch.manual_seed(1)

@@ -17,20 +17,22 @@ from helpers import recipe
 from safetensors.torch import load_file
 from transformers.pytorch_utils import Conv1D
 
-from hf_spam.args import ModelArguments
-from hf_spam.classifier import GPT2Classifier, load_classifier, parameter_counts
-from hf_spam.lora import (
-    BASE_FILE,
+from hf_spam.arguments import ModelArguments
+from hf_spam.data.tokenizer import load_tokenizer
+from hf_spam.models.adapters import (
     LoraArguments,
-    build_lora_classifier,
-    check_lora_arguments,
+    build_adapter_classifier,
+    check_adapter_arguments,
     default_target_modules,
     lora_config,
-    save_lora_run,
+    save_adapter_run,
 )
-from hf_spam.models import build_classifier
-from hf_spam.tokenizer import load_tokenizer
-from hf_spam.train import optimizer_for
+from hf_spam.models.build import build_classifier
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.load import load_classifier
+from hf_spam.models.trainable import parameter_counts
+from hf_spam.run_folder import ADAPTER_BASE_FILE
+from hf_spam.training.trainer import optimizer_for
 
 REPO = Path(__file__).resolve().parents[1]
 ID2LABEL = {0: "ham", 1: "spam"}
@@ -75,7 +77,7 @@ def setup(request, tiny_gpt2_dir, tiny_llama_dir, tiny_bert_dir, gpt2_tokenizer_
 
 def lora_model(setup, seed: int = 0, **lora: object):
     args, tokenizer = setup
-    return build_lora_classifier(
+    return build_adapter_classifier(
         args, ID2LABEL, tokenizer, LoraArguments(lora_r=4, lora_alpha=8, **lora), seed
     )
 
@@ -173,7 +175,7 @@ def test_head_in_targets_and_stray_flags_are_errors(setup):
     model, _ = lora_model(setup, lora_targets=["c_attn"])
     assert sum(hasattr(m, "lora_A") for m in model.modules()) == 2  # one per block
     with pytest.raises(ValueError, match="--merge needs --trainable lora"):
-        check_lora_arguments(ModelArguments(trainable="all"), LoraArguments(merge=True))
+        check_adapter_arguments(ModelArguments(trainable="all"), LoraArguments(merge=True))
 
 
 @all_kinds
@@ -201,8 +203,7 @@ def test_save_load_round_trip_reproduces_the_logits(setup, tmp_path):
         if "lora_B" in name:
             p.data.zero_()
     assert not torch.allclose(logits(no_lora, inputs), trained, atol=1e-4)  # the adapter itself matters
-    save_lora_run(model, tmp_path, record)
-    setup[1].save_pretrained(tmp_path)
+    save_adapter_run(model, setup[1], tmp_path, record)
     torch.manual_seed(123)  # loading must not depend on the caller's random state
     loaded = load_classifier(tmp_path)
     reloaded_head = head_weights(loaded)
@@ -217,11 +218,10 @@ def test_save_load_round_trip_reproduces_the_logits(setup, tmp_path):
 @pytest.mark.parametrize("setup", ["ours"], indirect=True)
 def test_a_different_random_base_is_refused(setup, tmp_path):
     model, record = lora_model(setup, seed=5)
-    save_lora_run(model, tmp_path, record)
-    setup[1].save_pretrained(tmp_path)
+    save_adapter_run(model, setup[1], tmp_path, record)
     assert record["base_model_name_or_path"] is None and record["seed"] == 5
-    saved = json.loads((tmp_path / BASE_FILE).read_text())
-    (tmp_path / BASE_FILE).write_text(json.dumps({**saved, "seed": 6}))
+    saved = json.loads((tmp_path / ADAPTER_BASE_FILE).read_text())
+    (tmp_path / ADAPTER_BASE_FILE).write_text(json.dumps({**saved, "seed": 6}))
     with pytest.raises(ValueError, match="not the one the adapter was trained on"):
         load_classifier(tmp_path)
 
@@ -252,7 +252,7 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
 ):
     import transformers
 
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     metrics = recipe("gpt2_classifier").main([
         "--model", str(tiny_gpt2_dir), "--weights", "random", "--tokenizer", str(gpt2_tokenizer_dir),
@@ -264,7 +264,7 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
     for name in (
         "adapter_config.json",
         "adapter_model.safetensors",
-        BASE_FILE,
+        ADAPTER_BASE_FILE,
         "metrics.json",
         "tokenizer.json",
     ):
@@ -301,7 +301,7 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
 def test_bert_recipe_lora_merged_folder_in_pipeline(tiny_bert_dir, sms_file, tmp_path):
     import transformers
 
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     metrics = recipe("bert_classifier").main([
         "--model", str(tiny_bert_dir), "--data_source", str(sms_file), "--output_dir", str(tmp_path),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from hf_spam.metrics import METRIC_NAMES, METRICS_DIR, classification_metrics, load_metric
+from hf_spam.evaluation.metrics import METRIC_NAMES, METRICS_DIR, classification_metrics, load_metric
 
 
 def probabilities(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

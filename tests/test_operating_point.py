@@ -16,12 +16,11 @@ from helpers import recipe
 from sklearn import metrics as sk
 from sklearn.utils.class_weight import compute_class_weight
 
-from hf_spam.operating_point import (
+from hf_spam.evaluation.calibration import expected_calibration_error, fit_temperature
+from hf_spam.evaluation.operating_point import (
     OperatingPointArguments,
     balanced_class_weights,
     choose_threshold,
-    expected_calibration_error,
-    fit_temperature,
     threshold_metrics,
 )
 
@@ -122,9 +121,9 @@ def test_class_weights_change_the_training_loss_as_computed_by_hand(tiny_bert_di
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSequenceClassification
 
-    from hf_spam.args import TrainArguments
-    from hf_spam.tokenizer import load_tokenizer
-    from hf_spam.train import Trainer
+    from hf_spam.arguments import TrainArguments
+    from hf_spam.data.tokenizer import load_tokenizer
+    from hf_spam.training.trainer import Trainer
 
     tokenizer = load_tokenizer(tiny_bert_dir)
     texts = ["free prize now", "call me", "ok", "win a free mobile", "i am in", "txt to claim"]
@@ -156,9 +155,9 @@ def test_a_run_picks_and_saves_its_operating_point_and_predict_applies_it(
 ):
     import transformers
 
-    from hf_spam.args import DataArguments
+    from hf_spam.arguments import DataArguments
     from hf_spam.data import load_splits
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     metrics = recipe("bert_classifier").main([
         "--model", str(tiny_bert_dir), "--data_source", str(sms_file), "--output_dir", str(tmp_path),

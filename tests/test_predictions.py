@@ -11,10 +11,11 @@ import transformers
 from transformers import AutoModelForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from hf_spam import GPT2Config
-from hf_spam.args import ModelArguments
-from hf_spam.classifier import GPT2Classifier, load_classifier
-from hf_spam.models import build_classifier
-from hf_spam.predict import Predictor
+from hf_spam.arguments import ModelArguments
+from hf_spam.models.build import build_classifier
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.load import load_classifier
+from hf_spam.serving.predict import Predictor
 
 LABELS = {0: "ham", 1: "spam", 2: "other"}
 TEXTS = [
@@ -88,7 +89,7 @@ def test_transformers_decoder_batch_equals_one_at_a_time(
 
 def test_encoders_keep_their_own_positions(tiny_bert_dir):
     """BERT is not a decoder (``[CLS]`` sits at position 0): its positions stay transformers' own."""
-    from hf_spam.tokenizer import load_tokenizer
+    from hf_spam.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert_dir)
     args = ModelArguments(model=str(tiny_bert_dir), implementation="transformers")

@@ -21,21 +21,22 @@ from transformers import (
 )
 
 from hf_spam import GPT2Config
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.classifier import GPT2Classifier, set_trainable
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.data.batching import PaddingCollator
-from hf_spam.lora import LoraArguments, apply_lora
-from hf_spam.models import positions_from_mask
-from hf_spam.prefix_cache import (
+from hf_spam.models.adapters import LoraArguments, apply_adapter
+from hf_spam.models.build import positions_from_mask
+from hf_spam.models.classifier import GPT2Classifier
+from hf_spam.models.trainable import set_trainable
+from hf_spam.training.fine_tune import run_classification
+from hf_spam.training.prefix_cache import (
     CachedCollator,
     FrozenPrefix,
-    PrefixStore,
     ensure_cached,
     forward_logits,
     plan_cache,
     prefix_fingerprint,
 )
-from hf_spam.run import run_classification
+from hf_spam.training.prefix_store import PrefixStore
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB, PAD = 90, 0
@@ -111,7 +112,7 @@ def one_step(model, batch, prefix=None) -> tuple[float, dict[str, torch.Tensor]]
 )  # fmt: skip
 def test_one_step_from_the_cache_equals_one_step_of_the_full_model(kind, side, policy, tmp_path):
     if policy == "lora_top":  # peft adapters in the top block only (--lora_layers 1), head in full
-        full = apply_lora(tiny_model(kind), LoraArguments(lora_layers=1))
+        full = apply_adapter(tiny_model(kind), LoraArguments(lora_layers=1))
     else:
         full = tiny_model(kind)
         set_trainable(full, policy)
@@ -177,10 +178,10 @@ def test_auto_refuses_and_says_why():
     plan = plan_cache(bert, "left")  # BERT's positions count from column 0: left pads move them
     assert not plan.eligible and "--padding_side right" in plan.reason
     assert plan_cache(bert, "right").eligible
-    lora = apply_lora(tiny_model("ours"), LoraArguments())  # adapters in every block
+    lora = apply_adapter(tiny_model("ours"), LoraArguments())  # adapters in every block
     plan = plan_cache(lora)
     assert not plan.eligible and "block 0 is trained" in plan.reason
-    top = apply_lora(tiny_model("ours"), LoraArguments(lora_layers=1))  # adapters in the top block only
+    top = apply_adapter(tiny_model("ours"), LoraArguments(lora_layers=1))  # adapters in the top block only
     assert plan_cache(top).depth == 2
     names = [n for n, p in top.named_parameters() if p.requires_grad and "lora_" in n]
     assert names and all(".h.2." in n for n in names)
@@ -300,10 +301,12 @@ def test_a_cache_larger_than_the_free_disk_is_not_built(
 ):
     import shutil
 
-    import hf_spam.run
+    import hf_spam.training.prefix_cache
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(hf_spam.run.shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    monkeypatch.setattr(
+        hf_spam.training.prefix_cache.shutil, "disk_usage", lambda path: usage._replace(free=1000)
+    )
     metrics = run([*recipe_args(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path), "--run_name", "r"])
     record = cache_record(metrics)
     assert not record["used"] and "GiB are free" in record["reason"]

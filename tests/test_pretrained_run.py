@@ -11,10 +11,10 @@ from accelerate.state import AcceleratorState
 from transformers import GPT2LMHeadModel
 
 from hf_spam import GPT2Config
-from hf_spam.args import ModelArguments
-from hf_spam.classifier import load_classifier
-from hf_spam.convert import config_to_transformers
-from hf_spam.models import build_classifier
+from hf_spam.arguments import ModelArguments
+from hf_spam.models.build import build_classifier
+from hf_spam.models.gpt2.weights import config_to_transformers
+from hf_spam.models.load import load_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = GPT2Config(emb_dim=32, n_layers=2, n_heads=2, context_length=128, dropout=0.0)

@@ -21,13 +21,14 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-import hf_spam.train
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.checkpoints import STATE_FILE, CheckpointError, CheckpointMismatchError, find_checkpoint
+import hf_spam.training.fine_tune
+import hf_spam.training.trainer
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.cli import run_main
-from hf_spam.data import DataError
+from hf_spam.errors import CheckpointError, CheckpointMismatchError, DataError
 from hf_spam.hub import OfflineError
-from hf_spam.run import run_classification
+from hf_spam.training.checkpoints import STATE_FILE, find_checkpoint
+from hf_spam.training.fine_tune import run_classification
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = (ModelArguments, DataArguments, TrainArguments)
@@ -67,13 +68,13 @@ def folder_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def shared_run(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("shared")
-    real_predict = hf_spam.train.predict_logits
+    real_predict = hf_spam.training.trainer.predict_logits
 
     def slow_predict(*a, **k):  # what the trainer's validation evaluations call
         time.sleep(EVAL_PAUSE)
         return real_predict(*a, **k)
 
-    real_train = hf_spam.train.Trainer.train
+    real_train = hf_spam.training.trainer.Trainer.train
     wall: dict[str, float] = {}
 
     def timed_train(self):
@@ -84,8 +85,8 @@ def shared_run(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path_factory):
             wall["train"] = time.perf_counter() - start
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hf_spam.train, "predict_logits", slow_predict)
-        patch.setattr(hf_spam.train.Trainer, "train", timed_train)
+        patch.setattr(hf_spam.training.trainer, "predict_logits", slow_predict)
+        patch.setattr(hf_spam.training.trainer.Trainer, "train", timed_train)
         metrics = run([
             *tiny_args(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, out), "--run_name", "shared",
             "--num_epochs", "2", "--eval_every", "2", "--report_to", "tensorboard",
@@ -195,13 +196,11 @@ def test_an_existing_run_folder_is_an_error_unless_overwrite_or_resume(args, tmp
     marker = tmp_path / "taken" / "checkpoints" / "from_the_first_run"
     marker.touch()
 
-    import hf_spam.run
-
     def no_loading(*a, **k):
         raise AssertionError("the data was loaded before the run folder was checked")
 
     with monkeypatch.context() as patch:
-        patch.setattr(hf_spam.run, "prepare_data", no_loading)
+        patch.setattr(hf_spam.training.fine_tune, "prepare_data", no_loading)
         with pytest.raises(FileExistsError, match=f"{tmp_path / 'taken'} exists already"):
             run([*args, "--run_name", "taken", "--seed", "7"])
     assert marker.exists()  # the first run's folder is untouched

@@ -16,11 +16,11 @@ import yaml
 from helpers import recipe
 from scipy.stats import binom
 
-from hf_spam.args import DataArguments
-from hf_spam.baselines import run_frozen_features
+from hf_spam.arguments import DataArguments
 from hf_spam.data import load_splits
-from hf_spam.features import FeatureArguments
-from hf_spam.outputs import PREDICTIONS_FILE
+from hf_spam.frozen_features.arguments import FeatureArguments
+from hf_spam.frozen_features.run import run_frozen_features
+from hf_spam.run_folder import PREDICTIONS_FILE
 from hf_spam.study import (
     StudyError,
     apply_overrides,
@@ -157,8 +157,8 @@ def test_overrides_go_to_rows_whose_recipe_takes_the_flag(tmp_path):
     assert floor == {"method": "tfidf", "analyzer": "best", "data_source": "sms.txt"}
     assert any("kept their own value: ['medium']" in note for note in study.notes)
     command = run_command(study.row("floor"), 7, study, tmp_path / "out")
-    assert command[1].endswith("frozen_features.py")
-    assert command[2:] == ["--method", "tfidf", "--analyzer", "best", "--data_source", "sms.txt",
+    assert command[1:3] == ["-m", "hf_spam.commands.frozen_features"]  # the installed package's recipe
+    assert command[3:] == ["--method", "tfidf", "--analyzer", "best", "--data_source", "sms.txt",
                            "--output_dir", str(tmp_path / "out" / "floor"), "--run_name", "seed7",
                            "--seed", "7", "--split_seed", "123"]  # fmt: skip
     with pytest.raises(StudyError, match="--set nobody:model: no row or recipe named 'nobody'"):
@@ -389,9 +389,14 @@ def test_accelerate_launcher_for_fine_tuning_rows_only(tmp_path):
     gpt2 = run_command(
         study.row("a"), 3, study, tmp_path, launcher="accelerate", launch_args="--num_processes 2"
     )
-    assert gpt2[:4] == ["accelerate", "launch", "--num_processes", "2"] and gpt2[4].endswith(
-        "gpt2_classifier.py"
-    )
+    assert gpt2[:6] == [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "2",
+        "-m",
+        "hf_spam.commands.gpt2_classifier",
+    ]
     floor = run_command(study.row("floor"), 3, study, tmp_path, launcher="accelerate")
     assert floor[0].endswith("python") or "python" in Path(floor[0]).name
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from accelerate.state import AcceleratorState
 
-from hf_spam.args import DataArguments, ModelArguments, TrainArguments, parse_args
-from hf_spam.run import run_classification
+from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
+from hf_spam.training.fine_tune import run_classification
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_outputs_pipeline_and_predict(base_args, tmp_path):
 
     import transformers
 
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     texts = ["URGENT! You have won a 1 week FREE membership", "I'll be home soon, want anything?"]
     ours = Predictor(run_dir, threshold=0.5)(texts)  # argmax, as the pipeline (no run threshold)
@@ -233,7 +233,7 @@ def test_bert_recipe_end_to_end(tiny_bert_dir, sms_file, tmp_path):
 
     import transformers
 
-    from hf_spam.predict import Predictor
+    from hf_spam.serving.predict import Predictor
 
     texts = ["urgent! call now to claim your free prize", "ok i am in the car"]
     pipe = transformers.pipeline("text-classification", model=str(tmp_path / "bert"))
@@ -268,7 +268,7 @@ def test_bf16_mixed_precision_from_the_accelerate_environment(base_args, monkeyp
 
 
 def test_sample_limits_take_random_rows_not_the_first(imdb_dir):
-    from hf_spam.run import load_splits
+    from hf_spam.data import load_splits
 
     # the official IMDB test set is sorted neg then pos: its first 200 rows are all negative
     args = DataArguments(

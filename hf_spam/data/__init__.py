@@ -6,42 +6,46 @@ pad and batch -- all on ``datasets``, with every row counted.
     splits = split(data, "book", seed=123)                      # 1,045 / 149 / 300
     tokens = tokenize(splits, tokenizer)                         # cached; no padding yet
     train = make_dataloader(tokens["train"], tokenizer, 8, padding="longest_in_dataset", shuffle=True)
+
+Every loader and :func:`split` take ``return_report=True`` to also return what happened to each row.
 """
 
+from ..errors import DataError
+from .arguments import DataArguments
 from .batching import (
     LengthGroupedBatchSampler,
     PaddingCollator,
     example_lengths,
     longest_length,
     make_dataloader,
+    padding_collator,
 )
 from .cache import get_cache_dir
 from .clean import clean_text
-from .files import load_text_file, load_text_file_with_report, resolve_files
+from .files import load_text_file, resolve_files
 from .labels import parse_label_map
 from .pipeline import load_splits, subset
-from .report import DataError, LoadReport, SkippedRow
+from .report import LoadReport, SkippedRow
 from .sources import (
     IMDB_HUB_ID,
     SMS_SHA256,
     SMS_URL,
     dataset_label,
     load_dataset_by_name,
-    load_dataset_by_name_with_report,
     load_imdb,
-    load_imdb_with_report,
     load_sms_spam,
-    load_sms_spam_with_report,
     named_dataset,
 )
-from .splits import SplitReport, check_splits, split, split_with_report
+from .splits import SplitReport, check_splits, split
 from .summary import summarize
+from .tokenizer import load_tokenizer
 from .tokenizing import resolve_max_length, tokenize
 
 __all__ = [
     "IMDB_HUB_ID",
     "SMS_SHA256",
     "SMS_URL",
+    "DataArguments",
     "DataError",
     "LengthGroupedBatchSampler",
     "LoadReport",
@@ -54,22 +58,19 @@ __all__ = [
     "example_lengths",
     "get_cache_dir",
     "load_dataset_by_name",
-    "load_dataset_by_name_with_report",
     "load_imdb",
-    "load_imdb_with_report",
     "load_sms_spam",
-    "load_sms_spam_with_report",
     "load_splits",
     "load_text_file",
-    "load_text_file_with_report",
+    "load_tokenizer",
     "longest_length",
     "make_dataloader",
     "named_dataset",
+    "padding_collator",
     "parse_label_map",
     "resolve_files",
     "resolve_max_length",
     "split",
-    "split_with_report",
     "subset",
     "summarize",
     "tokenize",

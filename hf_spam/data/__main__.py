@@ -1,6 +1,6 @@
 """``python -m hf_spam.data summary --dataset sms_spam --data_source PATH --protocol book [--dedup]``.
 
-``summary`` takes the recipes' data flags (:class:`hf_spam.args.DataArguments`: ``--dataset``,
+``summary`` takes the recipes' data flags (:class:`hf_spam.data.DataArguments`: ``--dataset``,
 ``--data_source``, ``--protocol``, ``--dedup``, ``--clean_text``, ``--on_bad_line``,
 ``--label_names``, ``--label_map``, ...) and loads, splits and checks the data exactly as a run does.
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import datasets
-from transformers import HfArgumentParser
 
-from ..args import DataArguments
-from ..tokenizer import load_tokenizer
+from ..cli import ArgumentParser, DataclassArgumentParser, run_main
+from .arguments import DataArguments
 from .pipeline import load_splits
 from .summary import summarize
+from .tokenizer import load_tokenizer
 
 logger = logging.getLogger("hf_spam.data")
 
@@ -40,10 +40,10 @@ class SummaryArguments:
     clean: bool = field(default=False, metadata={"help": "deprecated: use --clean_text"})
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     """The command-line interface (one sub-command, ``summary``)."""
-    parser = argparse.ArgumentParser(prog="python -m hf_spam.data", description=__doc__, allow_abbrev=False)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
+    parser = ArgumentParser(prog="python -m hf_spam.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=DataclassArgumentParser)
     commands.add_parser(
         "summary",
         help="rows per file, split and label, token lengths, duplicates, skipped rows",
@@ -96,6 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ..cli import run_main
-
     sys.exit(run_main(main))

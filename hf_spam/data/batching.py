@@ -16,7 +16,7 @@ not modified. Pads use ``tokenizer.pad_token_id``; ``attention_mask`` is 0 on pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -153,11 +153,19 @@ class LengthGroupedBatchSampler(BatchSampler):
         sampler.set_epoch(sampler.epoch + 1)
 
 
-def _collator(ds, tokenizer, batch_size, padding, padding_side, pad_to) -> PaddingCollator:
+def padding_collator(
+    ds: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    padding: Padding = "dynamic",
+    padding_side: PaddingSide = "right",
+    pad_to: int | None = None,
+) -> PaddingCollator:
+    """The collator that pads ``ds``'s batches as ``padding`` says (see this module's docstring)."""
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', not {padding_side!r}")
     if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token (hf_spam.tokenizer.load_tokenizer sets pad = eos)")
+        raise ValueError("the tokenizer has no pad token (hf_spam.data.load_tokenizer sets pad = eos)")
     if padding == "dynamic":
         return PaddingCollator(tokenizer, "longest", None, padding_side)
     if padding == "none":
@@ -188,6 +196,7 @@ def make_dataloader(
     group_by_length: bool = False,
     drop_last: bool = False,
     num_workers: int = 0,
+    collate_fn: Callable[[Sequence[dict]], dict[str, torch.Tensor]] | None = None,
 ) -> DataLoader:
     """A DataLoader over a tokenised Dataset whose batches are ``{"input_ids", "attention_mask",
     "labels"}`` long tensors, padded by ``padding`` (see this module's docstring).
@@ -195,8 +204,9 @@ def make_dataloader(
     ``shuffle`` uses a ``torch.Generator`` seeded with ``seed`` (the same order for the same seed).
     ``group_by_length`` batches examples of similar length (:class:`LengthGroupedBatchSampler`,
     shuffled when ``shuffle``, longest-first otherwise) so ``dynamic`` padding wastes less.
+    ``collate_fn`` replaces the padding collator (e.g. one that wraps :func:`padding_collator`'s).
     """
-    collate = _collator(ds, tokenizer, batch_size, padding, padding_side, pad_to)
+    collate = collate_fn or padding_collator(ds, tokenizer, batch_size, padding, padding_side, pad_to)
     if group_by_length:
         sampler = LengthGroupedBatchSampler(example_lengths(ds), batch_size, drop_last, shuffle, seed)
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)

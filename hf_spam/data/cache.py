@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..hub import ensure_reachable
+from ..hub.access import ensure_reachable
 
 logger = logging.getLogger(__name__)
 

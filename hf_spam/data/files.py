@@ -34,9 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, concatenate_datasets
 
+from ..errors import DataError
 from .labels import LabelMap, resolve_labels
-from .report import DataError, LoadReport, OnBadLine, Unit
-from .rows import Entry, build_dataset, iter_lines
+from .report import Entry, LoadReport, OnBadLine, Unit
+from .rows import build_dataset, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[En
         return list(_read_delimited(path, text_column, label_column, delimiter)), "line"
 
 
-def load_text_file_with_report(
+def load_text_file(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     text_column: str = "text",
     label_column: str = "label",
@@ -207,9 +208,23 @@ def load_text_file_with_report(
     on_bad_line: OnBadLine = "error",
     clean: bool = False,
     label_map: LabelMap = None,
-) -> tuple[Dataset, LoadReport]:
-    """Like :func:`load_text_file`, and also return the :class:`LoadReport` (rows read/kept/skipped,
-    in all and per file)."""
+    return_report: bool = False,
+) -> Dataset | tuple[Dataset, LoadReport]:
+    """Load csv / tsv / jsonl / parquet files as a Dataset with columns ``text`` and ``label`` (ClassLabel).
+
+    ``path``: a file, a glob pattern (``data/*.csv``), several separated by commas, or a list; the
+    rows of every file are read in that order, with one set of classes. Labels (see
+    :mod:`hf_spam.data.labels`): numbers (``1``, ``"1"``, ``1.0``) are class ids, named by
+    ``label_names`` or ``"0".."n-1"``; other labels are class names, in ``label_names``' order if
+    given (a label not in it is a bad row) or else sorted; ``label_map`` renames raw labels first;
+    labels differing only by case or surrounding whitespace are a :class:`DataError`. A missing
+    column raises :class:`DataError` naming it and the columns that exist. A bad row (not UTF-8,
+    wrong field count, empty text, bad label) raises :class:`DataError` naming the file and line
+    (parquet: row), or is skipped and reported with ``on_bad_line="skip"``. ``clean=True`` applies
+    :func:`clean_text`. Fields of any size are read (Python's csv module stops at 128 KB).
+    ``return_report=True`` also returns the :class:`LoadReport` (rows read / kept / skipped, in all and per
+    file): ``(dataset, report)``.
+    """
     files = resolve_files(path)
     source = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ",".join(map(os.fspath, path))
     read = []
@@ -229,31 +244,5 @@ def load_text_file_with_report(
         report.merge(part)
     if len(files) > 1:
         logger.info("%s: %d files, %d rows kept", source, len(files), report.rows_kept)
-    return (concatenate_datasets(parts) if len(parts) > 1 else parts[0]), report.check()
-
-
-def load_text_file(
-    path: str | os.PathLike | Sequence[str | os.PathLike],
-    text_column: str = "text",
-    label_column: str = "label",
-    label_names: Sequence[str] | None = None,
-    on_bad_line: OnBadLine = "error",
-    clean: bool = False,
-    label_map: LabelMap = None,
-) -> Dataset:
-    """Load csv / tsv / jsonl / parquet files as a Dataset with columns ``text`` and ``label`` (ClassLabel).
-
-    ``path``: a file, a glob pattern (``data/*.csv``), several separated by commas, or a list; the
-    rows of every file are read in that order, with one set of classes. Labels (see
-    :mod:`hf_spam.data.labels`): numbers (``1``, ``"1"``, ``1.0``) are class ids, named by
-    ``label_names`` or ``"0".."n-1"``; other labels are class names, in ``label_names``' order if
-    given (a label not in it is a bad row) or else sorted; ``label_map`` renames raw labels first;
-    labels differing only by case or surrounding whitespace are a :class:`DataError`. A missing
-    column raises :class:`DataError` naming it and the columns that exist. A bad row (not UTF-8,
-    wrong field count, empty text, bad label) raises :class:`DataError` naming the file and line
-    (parquet: row), or is skipped and reported with ``on_bad_line="skip"``. ``clean=True`` applies
-    :func:`clean_text`. Fields of any size are read (Python's csv module stops at 128 KB).
-    """
-    return load_text_file_with_report(
-        path, text_column, label_column, label_names, on_bad_line, clean, label_map
-    )[0]
+    dataset = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return (dataset, report.check()) if return_report else dataset

@@ -22,12 +22,9 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .report import DataError
-
-if TYPE_CHECKING:
-    from .rows import Entry
+from ..errors import DataError
+from .report import Entry
 
 logger = logging.getLogger(__name__)
 

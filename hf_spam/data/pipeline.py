@@ -4,15 +4,13 @@ check -- so bad labels or an unusable split stop a run before any model loads.""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datasets import Dataset, DatasetDict
 
-from .sources import load_dataset_by_name_with_report, named_dataset
-from .splits import SplitReport, check_splits, split_with_report
-
-if TYPE_CHECKING:
-    from ..args import DataArguments
+from .arguments import DataArguments
+from .sources import load_dataset_by_name, named_dataset
+from .splits import SplitReport, check_splits, split
 
 logger = logging.getLogger(__name__)
 
@@ -44,15 +42,23 @@ def load_splits(
     """Load, split by ``args.protocol``, keep ``max_*_samples`` random rows; with the split report.
 
     The report's ``load_report`` counts rows read / kept / skipped per file. Raises
-    :class:`~hf_spam.data.report.DataError` for bad rows (unless ``--on_bad_line skip``), bad labels,
+    :class:`~hf_spam.errors.DataError` for bad rows (unless ``--on_bad_line skip``), bad labels,
     or a split with no rows or lacking a class, also after the ``max_*_samples`` cut. ``args.split_seed``,
     when set, replaces ``seed`` here (runs with different seeds on the same split and subsets).
     """
     seed = seed if args.split_seed is None else args.split_seed
-    data, load_report = load_dataset_by_name_with_report(args.dataset, args.data_source, **load_kwargs(args))
+    data, load_report = load_dataset_by_name(
+        args.dataset, args.data_source, return_report=True, **load_kwargs(args)
+    )
     source = load_report.source
-    splits, report = split_with_report(
-        data, args.protocol, seed=seed, dedup=args.dedup, fractions=fractions, source=source
+    splits, report = split(
+        data,
+        args.protocol,
+        seed=seed,
+        dedup=args.dedup,
+        fractions=fractions,
+        source=source,
+        return_report=True,
     )
     report.load_report = load_report
     limits = {

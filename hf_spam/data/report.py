@@ -1,4 +1,4 @@
-"""Bad input and load accounting: :class:`DataError`, :class:`SkippedRow`, :class:`LoadReport`.
+"""Rows as read and load accounting: :class:`Entry`, :class:`SkippedRow`, :class:`LoadReport`.
 
 Every loader counts each row it reads. A bad row either stops loading with a :class:`DataError`
 naming the file and the line (``on_bad_line="error"``, the default) or is skipped, logged at
@@ -31,22 +31,16 @@ def format_table(header: list[str], rows: list[list[object]]) -> str:
     )
 
 
-class DataError(ValueError):
-    """A bad input row or column; the message names the file and the line, row or column."""
+@dataclass
+class Entry:
+    """One row as read: where it starts, its raw text and label, or a structural error."""
 
-    def __init__(
-        self,
-        file: str,
-        reason: str,
-        line: int | None = None,
-        unit: Unit = "line",
-        column: str | None = None,
-    ) -> None:
-        self.file, self.reason, self.line, self.unit, self.column = file, reason, line, unit, column
-        where = f"{file}, {unit} {line}" if line is not None else file
-        if column is not None:
-            where += f", column '{column}'"
-        super().__init__(f"{where}: {reason}")
+    line: int
+    text: object = None
+    label: object = None
+    error: str | None = None
+    file: str | None = None  # when rows of one dataset come from several files (aclImdb, globs)
+    unit: Unit = "line"  # how ``line`` counts: physical lines, or data rows (parquet, hub)
 
 
 @dataclass(frozen=True)

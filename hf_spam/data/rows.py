@@ -1,6 +1,6 @@
 """Row validation shared by every loader: lines of bytes in, a ``text``/``label`` Dataset out.
 
-A reader turns its file into :class:`Entry` objects (one per row, with its 1-based line or row
+A reader turns its file into :class:`~.report.Entry` objects (one per row, with its 1-based line or row
 number, the raw text and label, and a structural error such as "no tab" if it has one);
 :func:`build_dataset` then validates each entry in file order, keeps the good rows and raises on
 (or records) the bad ones.
@@ -11,29 +11,17 @@ from __future__ import annotations
 import codecs
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import pyarrow as pa
 from datasets import ClassLabel, Dataset, DatasetInfo, Features, Value
 from datasets.table import InMemoryTable
 
+from ..errors import DataError
 from .clean import clean_text
 from .labels import LabelMap, LabelScheme, resolve_labels
-from .report import DataError, LoadReport, OnBadLine, SkippedRow, Unit
+from .report import Entry, LoadReport, OnBadLine, SkippedRow, Unit
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Entry:
-    """One row as read: where it starts, its raw text and label, or a structural error."""
-
-    line: int
-    text: object = None
-    label: object = None
-    error: str | None = None
-    file: str | None = None  # when rows of one dataset come from several files (aclImdb, globs)
-    unit: Unit = "line"  # how ``line`` counts: physical lines, or data rows (parquet, hub)
 
 
 def iter_lines(data: bytes) -> Iterator[tuple[int, str | None, str | None]]:

@@ -1,7 +1,7 @@
 """The named datasets: SMS Spam Collection and IMDB, and :func:`load_dataset_by_name` for recipes.
 
-Every loader returns columns ``text`` (string) and ``label`` (``ClassLabel``) only, and has a
-``*_with_report`` twin that also returns the :class:`~hf_spam.data.report.LoadReport` (rows
+Every loader returns columns ``text`` (string) and ``label`` (``ClassLabel``) only; with
+``return_report=True`` it also returns the :class:`~hf_spam.data.report.LoadReport` (rows
 read / kept / skipped with line numbers).
 """
 
@@ -12,16 +12,17 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from datasets import Dataset, DatasetDict, load_dataset
 
-from ..hub import ensure_reachable, is_local
+from ..hub.access import ensure_reachable, is_local
 from .cache import download_member, get_cache_dir, sha256_file
-from .files import SUFFIXES, load_text_file_with_report
+from .files import SUFFIXES, load_text_file
 from .labels import LabelMap
-from .report import LoadReport, OnBadLine
-from .rows import Entry, build_dataset, iter_lines
+from .report import Entry, LoadReport, OnBadLine
+from .rows import build_dataset, iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -63,32 +64,13 @@ def _sms_path(source: str | os.PathLike | None) -> Path:
     return path
 
 
-def load_sms_spam_with_report(
-    source: str | os.PathLike | None = None,
-    on_bad_line: OnBadLine = "error",
-    clean: bool = False,
-    label_map: LabelMap = None,
-) -> tuple[Dataset, LoadReport]:
-    """Like :func:`load_sms_spam`, and also return the :class:`LoadReport`."""
-    path = _sms_path(source)
-    entries = []
-    for number, line, error in iter_lines(path.read_bytes()):
-        if error is None and "\t" not in line:  # type: ignore[operator]
-            error = "no tab between label and text"
-        if error:
-            entries.append(Entry(number, error=error))
-            continue
-        label, _, text = line.partition("\t")  # type: ignore[union-attr]
-        entries.append(Entry(number, text, label))
-    return build_dataset(entries, str(path), SMS_LABELS, on_bad_line, clean, label_map=label_map)
-
-
 def load_sms_spam(
     source: str | os.PathLike | None = None,
     on_bad_line: OnBadLine = "error",
     clean: bool = False,
     label_map: LabelMap = None,
-) -> Dataset:
+    return_report: bool = False,
+) -> Dataset | tuple[Dataset, LoadReport]:
     """The UCI SMS Spam Collection: columns ``text`` and ``label`` (``ClassLabel(["ham", "spam"])``).
 
     ``source``: ``None`` downloads the UCI zip once into ``$HF_SPAM_CACHE/sms_spam`` (default
@@ -101,11 +83,23 @@ def load_sms_spam(
     file gives exactly 5,574 rows (4,827 ham, 747 spam); pandas' default quoting gives 5,572.
     Texts are kept byte for byte unless ``clean=True`` (:func:`~hf_spam.data.clean.clean_text`).
     A line with no tab, a label other than ham/spam, an empty text or bytes that are not UTF-8
-    raise :class:`~hf_spam.data.report.DataError` naming the file and line, or are skipped and
+    raise :class:`~hf_spam.errors.DataError` naming the file and line, or are skipped and
     reported with ``on_bad_line="skip"``. A label that is ham or spam up to case and surrounding
     whitespace (``Spam``) is read as that class and logged; ``label_map`` renames labels first.
+    ``return_report=True`` also returns the :class:`~hf_spam.data.report.LoadReport`.
     """
-    return load_sms_spam_with_report(source, on_bad_line, clean, label_map)[0]
+    path = _sms_path(source)
+    entries = []
+    for number, line, error in iter_lines(path.read_bytes()):
+        if error is None and "\t" not in line:  # type: ignore[operator]
+            error = "no tab between label and text"
+        if error:
+            entries.append(Entry(number, error=error))
+            continue
+        label, _, text = line.partition("\t")  # type: ignore[union-attr]
+        entries.append(Entry(number, text, label))
+    dataset, report = build_dataset(entries, str(path), SMS_LABELS, on_bad_line, clean, label_map=label_map)
+    return (dataset, report) if return_report else dataset
 
 
 def _review_entry(path: Path, label: str) -> Entry:
@@ -157,9 +151,10 @@ def _load_imdb_files(
                 f"{folder}: no '{split}' data: expected an aclImdb tree ({split}/pos, {split}/neg) "
                 f"or a file {split}.parquet / .csv / .tsv / .jsonl"
             )
-        splits[split], part = load_text_file_with_report(
-            files, label_names=IMDB_LABELS, on_bad_line=on_bad_line, clean=clean, label_map=label_map
-        )
+        splits[split], part = load_text_file(
+            files, label_names=IMDB_LABELS, on_bad_line=on_bad_line, clean=clean, label_map=label_map,
+            return_report=True,
+        )  # fmt: skip
         report.merge(part)
     return DatasetDict(splits), report.check()
 
@@ -189,30 +184,13 @@ def _load_imdb_hub(
     return DatasetDict(splits), report.check()
 
 
-def load_imdb_with_report(
-    source: str | os.PathLike | None = None,
-    on_bad_line: OnBadLine = "error",
-    clean: bool = False,
-    label_map: LabelMap = None,
-) -> tuple[DatasetDict, LoadReport]:
-    """Like :func:`load_imdb`, and also return one :class:`LoadReport` for all files read."""
-    if source is None or not is_local(source):
-        return _load_imdb_hub(os.fspath(source or IMDB_HUB_ID), on_bad_line, clean, label_map)
-    folder = Path(os.fspath(source)).expanduser()
-    if not folder.is_dir():
-        raise NotADirectoryError(f"{folder}: IMDB needs a folder (an aclImdb tree or train/test files)")
-    for root in (folder, folder / "aclImdb"):
-        if all((root / split / label).is_dir() for split in IMDB_SPLITS for label in IMDB_LABELS):
-            return _load_acl_imdb(root, on_bad_line, clean, label_map)
-    return _load_imdb_files(folder, on_bad_line, clean, label_map)
-
-
 def load_imdb(
     source: str | os.PathLike | None = None,
     on_bad_line: OnBadLine = "error",
     clean: bool = False,
     label_map: LabelMap = None,
-) -> DatasetDict:
+    return_report: bool = False,
+) -> DatasetDict | tuple[DatasetDict, LoadReport]:
     """IMDB reviews, official 25,000 / 25,000 split: ``DatasetDict(train, test)``, labels neg/pos.
 
     ``source``: ``None`` or a hub id loads ``stanfordnlp/imdb`` with ``datasets.load_dataset``
@@ -222,8 +200,24 @@ def load_imdb(
     ``train.*`` and ``test.*`` (parquet / csv / tsv / jsonl, columns ``text`` and ``label`` with
     0/1 or neg/pos), like ``../shared/data/imdb``. Texts keep their ``<br />`` tags unless
     ``clean=True``. Bad rows as in :func:`~hf_spam.data.files.load_text_file`.
+    ``return_report=True`` also returns the :class:`~hf_spam.data.report.LoadReport`.
     """
-    return load_imdb_with_report(source, on_bad_line, clean, label_map)[0]
+    dataset, report = _load_imdb(source, on_bad_line, clean, label_map)
+    return (dataset, report) if return_report else dataset
+
+
+def _load_imdb(
+    source: str | os.PathLike | None, on_bad_line: OnBadLine, clean: bool, label_map: LabelMap
+) -> tuple[DatasetDict, LoadReport]:
+    if source is None or not is_local(source):
+        return _load_imdb_hub(os.fspath(source or IMDB_HUB_ID), on_bad_line, clean, label_map)
+    folder = Path(os.fspath(source)).expanduser()
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: IMDB needs a folder (an aclImdb tree or train/test files)")
+    for root in (folder, folder / "aclImdb"):
+        if all((root / split / label).is_dir() for split in IMDB_SPLITS for label in IMDB_LABELS):
+            return _load_acl_imdb(root, on_bad_line, clean, label_map)
+    return _load_imdb_files(folder, on_bad_line, clean, label_map)
 
 
 NAMED = {"sms_spam": "sms_spam", "sms": "sms_spam", "imdb": "imdb"}
@@ -256,15 +250,28 @@ def _names_files(name: str) -> bool:
     )
 
 
-def load_dataset_by_name_with_report(
-    name: str | os.PathLike | Sequence[str | os.PathLike], source: str | os.PathLike | None = None, **kwargs
-) -> tuple[Dataset | DatasetDict, LoadReport]:
-    """Like :func:`load_dataset_by_name`, and also return the :class:`LoadReport`."""
+def load_dataset_by_name(
+    name: str | os.PathLike | Sequence[str | os.PathLike],
+    source: str | os.PathLike | None = None,
+    return_report: bool = False,
+    **kwargs: Any,
+) -> Dataset | DatasetDict | tuple[Dataset | DatasetDict, LoadReport]:
+    """Dispatch for recipes' ``--dataset`` / ``--data_source``.
+
+    ``name`` is ``"sms_spam"`` (-> :func:`load_sms_spam`, a Dataset), ``"imdb"`` (->
+    :func:`load_imdb`, a DatasetDict train/test) or csv/tsv/jsonl/parquet files: a path, a glob
+    (``data/*.csv``), paths separated by commas, or a list (-> one Dataset,
+    :func:`~hf_spam.data.files.load_text_file`; ``text_column``, ``label_column``, ``label_names``
+    go in ``kwargs``). ``label_map``, ``on_bad_line`` and ``clean`` work for all. ``source`` is
+    where a named dataset lives (None: download it). A file that does not exist is a
+    ``FileNotFoundError`` naming it ("no such file").
+    ``return_report=True`` also returns the :class:`~hf_spam.data.report.LoadReport`.
+    """
     named = named_dataset(name)
     if named == "sms_spam":
-        return load_sms_spam_with_report(source, **kwargs)
+        return load_sms_spam(source, return_report=return_report, **kwargs)
     if named == "imdb":
-        return load_imdb_with_report(source, **kwargs)
+        return load_imdb(source, return_report=return_report, **kwargs)
     if isinstance(name, str) and not _names_files(name):
         raise ValueError(
             f"unknown dataset {name!r}: not 'sms_spam' or 'imdb', and no such file (a dataset file ends "
@@ -275,20 +282,4 @@ def load_dataset_by_name_with_report(
             f"dataset {name!r} names files already; --data_source is for sms_spam and imdb "
             f"(not also source={source!r})"
         )
-    return load_text_file_with_report(name, **kwargs)
-
-
-def load_dataset_by_name(
-    name: str | os.PathLike | Sequence[str | os.PathLike], source: str | os.PathLike | None = None, **kwargs
-) -> Dataset | DatasetDict:
-    """Dispatch for recipes' ``--dataset`` / ``--data_source``.
-
-    ``name`` is ``"sms_spam"`` (-> :func:`load_sms_spam`, a Dataset), ``"imdb"`` (->
-    :func:`load_imdb`, a DatasetDict train/test) or csv/tsv/jsonl/parquet files: a path, a glob
-    (``data/*.csv``), paths separated by commas, or a list (-> one Dataset,
-    :func:`~hf_spam.data.files.load_text_file`; ``text_column``, ``label_column``, ``label_names``
-    go in ``kwargs``). ``label_map``, ``on_bad_line`` and ``clean`` work for all. ``source`` is
-    where a named dataset lives (None: download it). A file that does not exist is a
-    ``FileNotFoundError`` naming it ("no such file").
-    """
-    return load_dataset_by_name_with_report(name, source, **kwargs)[0]
+    return load_text_file(name, return_report=return_report, **kwargs)

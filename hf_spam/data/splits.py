@@ -17,7 +17,7 @@ can move from the row-level cut by less than the size of the group that straddle
 both the official train and test sets cannot be grouped (test is fixed), so with ``dedup=True``
 its *train* rows are dropped and counted in ``rows_dropped_for_leakage``; test is never touched.
 
-Every call returns (with :func:`split_with_report`) a :class:`SplitReport` whose counts satisfy
+Every call makes (``return_report=True`` returns it) a :class:`SplitReport` whose counts satisfy
 ``rows_in == rows in the splits + rows_dropped_by_undersampling + rows_dropped_for_leakage``
 (checked), and which says how many duplicate texts cross splits -- and would have crossed with
 ``dedup=False`` for the same seed.
@@ -34,7 +34,8 @@ from typing import Literal
 import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from .report import DataError, LoadReport, format_table
+from ..errors import DataError
+from .report import LoadReport, format_table
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def _fractions(protocol: str, fractions: Sequence[float] | None) -> tuple[float,
     return out
 
 
-def split_with_report(
+def split(
     dataset: Dataset | DatasetDict,
     protocol: Protocol,
     seed: int = 123,
@@ -269,11 +270,16 @@ def split_with_report(
     text_column: str = "text",
     label_column: str = "label",
     source: str = "dataset",
-) -> tuple[DatasetDict, SplitReport]:
-    """Like :func:`split`, and also return the :class:`SplitReport` (also logged at INFO).
+    return_report: bool = False,
+) -> DatasetDict | tuple[DatasetDict, SplitReport]:
+    """Split into ``DatasetDict(train, validation, test)`` by ``protocol``; see this module's docstring.
 
-    Raises :class:`DataError` (naming ``source``) for a single class, label ids with gaps, a split
-    left with no rows or a split lacking a class (:func:`check_classes`).
+    ``book`` and ``stratified`` take a Dataset (a DatasetDict's splits are concatenated first);
+    ``official`` takes a DatasetDict with ``train`` and ``test``. Deterministic for a ``seed``.
+    ``dedup=True`` puts each exact-duplicate text in one split only. ``return_report=True`` also returns
+    the :class:`SplitReport` (rows per split and label, rows dropped and why, duplicate texts crossing;
+    always logged at INFO). Raises :class:`DataError` (naming ``source``) for a single class, label ids
+    with gaps, a split left with no rows or a split lacking a class (:func:`check_classes`).
     """
     fractions = _fractions(protocol, fractions)
     rows, n_train, test = _inputs(dataset, protocol)
@@ -304,21 +310,4 @@ def split_with_report(
     if test is not None:
         out["test"] = test
     check_splits(DatasetDict(out), source, fractions, label_column)
-    return DatasetDict(out), report
-
-
-def split(
-    dataset: Dataset | DatasetDict,
-    protocol: Protocol,
-    seed: int = 123,
-    dedup: bool = False,
-    fractions: Sequence[float] | None = None,
-) -> DatasetDict:
-    """Split into ``DatasetDict(train, validation, test)`` by ``protocol``; see this module's docstring.
-
-    ``book`` and ``stratified`` take a Dataset (a DatasetDict's splits are concatenated first);
-    ``official`` takes a DatasetDict with ``train`` and ``test``. Deterministic for a ``seed``.
-    ``dedup=True`` puts each exact-duplicate text in one split only. Use :func:`split_with_report`
-    for the counts (rows per split and label, rows dropped and why, duplicate texts crossing).
-    """
-    return split_with_report(dataset, protocol, seed=seed, dedup=dedup, fractions=fractions)[0]
+    return (DatasetDict(out), report) if return_report else DatasetDict(out)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import write_json
+from ..run_folder import write_json
 from .plots import plot_accuracy_vs_time, plot_validation_curves
 from .results import METRICS, RowResult, collect
 from .runner import RunRecord

@@ -4,7 +4,6 @@ seeds, and its test predictions (correct or not, per example) for the paired com
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import PREDICTIONS_FILE
+from ..run_folder import ARGS_FILE, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, read_json
 from .runner import RunRecord
 from .spec import Row
 from .stats import bootstrap_interval
@@ -115,17 +114,13 @@ def run_device(metrics: dict[str, Any]) -> str:
     return f"{device}, {precision}" if precision and precision != "no" else device
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[RowResult]:
     """One :class:`RowResult` per row, from the run folders of ``records`` (finished or skipped runs)."""
     results = []
     for row in rows:
         result = RowResult(row.name, row.recipe.name, row.note)
         for record in (r for r in records if r.row == row.name):
-            metrics = _read_json(record.run_dir / "metrics.json")
+            metrics = read_json(record.run_dir, METRICS_FILE)
             if metrics is None:
                 error = record.error or "no metrics.json (not run yet)"
                 result.failures.append({"seed": record.seed, "error": error, "log": str(record.log)})
@@ -140,9 +135,9 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
                 except (KeyError, TypeError):
                     result.values.setdefault(key, []).append(None)
             if not result.describe:
-                args = _read_json(record.run_dir / "args.json") or {}
+                args = read_json(record.run_dir, ARGS_FILE) or {}
                 result.describe = describe(row.recipe.name, args, metrics)
-            result.histories[record.seed] = _read_json(record.run_dir / "history.json") or []
+            result.histories[record.seed] = read_json(record.run_dir, HISTORY_FILE) or []
             predictions = record.run_dir / PREDICTIONS_FILE
             if predictions.is_file():
                 labels, predicted = read_predictions(predictions)

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..checkpoints import CHECKPOINTS, complete_checkpoints
-from .spec import Row, Study, StudyError, group_flags
+from ..errors import StudyError
+from ..run_folder import ARGS_FILE, CHECKPOINTS_DIR, is_finished
+from ..training.checkpoints import complete_checkpoints
+from .spec import Row, Study, group_flags
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,8 @@ def run_command(
     row: Row, seed: int, study: Study, study_dir: Path, launcher: str = "python", launch_args: str = "",
     jobs: int = 1,
 ) -> list[str]:  # fmt: skip
-    """The command that runs ``row`` with ``seed`` on the study's split, into ``study_dir/row/seed<k>``."""
+    """The command that runs ``row`` with ``seed`` on the study's split, into ``study_dir/row/seed<k>``:
+    the launcher, the recipe (``-m <module>`` or its file), then the recipe's flags."""
     if launcher == "accelerate" and row.recipe.uses_accelerate:
         threads = ["--num_cpu_threads_per_process", str(threads_per_run(jobs))]
         head = ["accelerate", "launch", *(shlex.split(launch_args) if launch_args else threads)]
@@ -82,7 +85,14 @@ def run_command(
         head = [sys.executable]
     own = {"output_dir": str(study_dir / row.name), "run_name": f"seed{seed}", "seed": seed}
     own["split_seed"] = study.split_seed
-    return [*head, str(row.recipe.path), *flag_tokens(row.args | own)]
+    return [*head, *row.recipe.target, *flag_tokens(row.args | own)]
+
+
+def recipe_flags_of(command: list[str], row: Row) -> list[str]:
+    """The recipe's flags in a :func:`run_command` command: what follows the recipe's target."""
+    target = row.recipe.target
+    start = next(i for i in range(len(command)) if command[i : i + len(target)] == target)
+    return command[start + len(target) :]
 
 
 def last_error_line(log: Path) -> str:
@@ -112,7 +122,7 @@ def run_one(command: list[str], record: RunRecord, env: dict[str, str] | None = 
             log.write(f"error: cannot start {command[0]}: {error}\n")
             code = 127
     record.wall_seconds = time.perf_counter() - start
-    if code == 0 and (record.run_dir / "metrics.json").is_file():
+    if code == 0 and is_finished(record.run_dir):
         record.status = "ran"
     else:
         record.status = "failed"
@@ -128,15 +138,14 @@ def _flag_values(tokens: list[str]) -> dict[str, list[str]]:
     return values
 
 
-def changed_flags(run_dir: Path, command: list[str]) -> str | None:
-    """How the flags a finished run was made with (its ``args.json`` ``command``) differ from ``command``'s,
+def changed_flags(run_dir: Path, flags: list[str]) -> str | None:
+    """How the flags a finished run was made with (its ``args.json`` ``command``) differ from ``flags``,
     e.g. ``--max_train_samples: ['32'] -> ['64']``; None when they agree or the run recorded none."""
     try:
-        recorded = json.loads((run_dir / "args.json").read_text())["command"][1:]
+        recorded = json.loads((run_dir / ARGS_FILE).read_text())["command"][1:]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    script = next(i for i, token in enumerate(command) if token.endswith(".py"))
-    old, new = _flag_values(recorded), _flag_values(command[script + 1 :])
+    old, new = _flag_values(recorded), _flag_values(flags)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return "; ".join(f"--{k}: {old.get(k)} -> {new.get(k)}" for k in changed[:3]) or None
 
@@ -146,9 +155,10 @@ def _unfinished_run_flags(row: Row, run_dir: Path, command: list[str]) -> list[s
     the attempt had this command's flags (its ``args.json``), else start over; nothing without a folder."""
     if not run_dir.exists():
         return []
-    flags = _all_flags(row)
-    same_flags = (run_dir / "args.json").is_file() and changed_flags(run_dir, command) is None
-    if "resume_from_checkpoint" in flags and same_flags and complete_checkpoints(run_dir / CHECKPOINTS):
+    flags = row.recipe.all_flags
+    flags_now = recipe_flags_of(command, row)
+    same_flags = (run_dir / ARGS_FILE).is_file() and changed_flags(run_dir, flags_now) is None
+    if "resume_from_checkpoint" in flags and same_flags and complete_checkpoints(run_dir / CHECKPOINTS_DIR):
         return ["--resume_from_checkpoint", "latest"]
     return ["--overwrite_output_dir"] if "overwrite_output_dir" in flags else []
 
@@ -159,9 +169,9 @@ def check_finished_runs(study: Study, study_dir: Path) -> None:
     for row in study.rows:
         for seed in study.seeds:
             run_dir = study_dir / row.name / f"seed{seed}"
-            if not (run_dir / "metrics.json").is_file():
+            if not is_finished(run_dir):
                 continue
-            changed = changed_flags(run_dir, run_command(row, seed, study, study_dir))
+            changed = changed_flags(run_dir, recipe_flags_of(run_command(row, seed, study, study_dir), row))
             if changed:
                 raise StudyError(
                     f"{run_dir} was finished with other arguments ({changed}): use another --output_dir, "
@@ -192,8 +202,8 @@ def run_study(
                 row.name, seed, run_dir, "skipped", log=study_dir / "logs" / f"{row.name}-seed{seed}.log"
             )
             records.append(record)
-            if (run_dir / "metrics.json").is_file():
-                logger.info("%s seed %d: skipped (%s exists)", row.name, seed, run_dir / "metrics.json")
+            if is_finished(run_dir):
+                logger.info("%s seed %d: skipped (finished: %s)", row.name, seed, run_dir)
                 continue
             command = run_command(row, seed, study, study_dir, launcher, launch_args, jobs)
             command += _unfinished_run_flags(row, run_dir, command)
@@ -218,7 +228,7 @@ def run_study(
         logger.info("%s seed %d: %s", row.name, record.seed, shlex.join(command))
         run_one(command, record, env)
         _log_outcome(record)
-        checkpoints = record.run_dir / CHECKPOINTS
+        checkpoints = record.run_dir / CHECKPOINTS_DIR
         if record.status == "ran" and not keep_checkpoints and checkpoints.is_dir():
             shutil.rmtree(checkpoints)  # only for going on with an unfinished run; the model stays
             logger.info("%s seed %d: deleted %s (finished)", row.name, record.seed, checkpoints)
@@ -233,12 +243,6 @@ def run_study(
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(work, todo))
     return records
-
-
-def _all_flags(row: Row) -> frozenset[str]:
-    from .spec import recipe_flags
-
-    return recipe_flags(row.recipe.path)
 
 
 def _log_outcome(record: RunRecord) -> None:

@@ -13,12 +13,14 @@ questions:
 ```
 
 ``recipe`` is ``gpt2``, ``bert``, ``frozen_features``, ``tfidf`` (``frozen_features.py --method tfidf
---analyzer best``: word or character n-grams, whichever is better on validation) or the path of a recipe
-file that declares ``ARGUMENT_GROUPS``. Row arguments must be flags of the row's recipe; shared arguments
-and overrides go to every row whose recipe takes them. Precedence, last wins: the recipe's preset, ``shared``,
-overrides for every row (``--model``, ``--set flag=value``, flags after ``--``; they never replace what a row
-sets in its own ``args``), the row's ``args``, then overrides aimed at a recipe or row (``--set
-bert:model=...``, ``--set last_token:learning_rate=1e-4``), which replace anything.
+--analyzer best``: word or character n-grams, whichever is better on validation) -- recipes of the
+installed package (:data:`hf_spam.arguments.RECIPES`), run as ``python -m hf_spam.commands.<module>``
+-- or the path of a recipe file that declares ``ARGUMENT_GROUPS``. Row arguments must be flags of the
+row's recipe; shared arguments and overrides go to every row whose recipe takes them. Precedence, last
+wins: the recipe's preset, ``shared``, overrides for every row (``--model``, ``--set flag=value``, flags
+after ``--``; they never replace what a row sets in its own ``args``), the row's ``args``, then overrides
+aimed at a recipe or row (``--set bert:model=...``, ``--set last_token:learning_rate=1e-4``), which
+replace anything.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from typing import Any
 
 import yaml
 
+from ..arguments import RECIPES, RecipeSpec
+from ..errors import StudyError
+
 logger = logging.getLogger(__name__)
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 DEFAULT_SPLIT_SEED = 123
 STUDY_KEYS = {"name", "description", "split_seed", "seeds", "shared", "rows", "questions"}
 ROW_KEYS = {"name", "recipe", "args", "note"}
@@ -48,36 +52,49 @@ BACKBONE_FLAGS = {"model", "implementation", "weights", "tokenizer", "pooling", 
 BACKBONE_FLAGS |= {"max_length", "padding", "padding_side", "group_by_length"}
 
 
-class StudyError(ValueError):
-    """A study file or override that is wrong: one line naming the file and the field."""
-
-
 @dataclass(frozen=True)
 class Recipe:
-    """A recipe the study can run: its file, preset arguments, and the flags it takes."""
+    """A recipe the study can run: a module of the package (``spec``) or a recipe file (``path``), its
+    preset arguments, and the flags it takes."""
 
     name: str
-    path: Path
+    spec: RecipeSpec | None = None
+    path: Path | None = None
     preset: dict[str, Any] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()
-    uses_accelerate: bool = True
+
+    @property
+    def uses_accelerate(self) -> bool:
+        """Whether the recipe runs under ``accelerate launch`` (a recipe file is assumed to)."""
+        return self.spec.uses_accelerate if self.spec else True
+
+    @property
+    def target(self) -> list[str]:
+        """What follows the launcher on the command line: ``-m <module>``, or the recipe file."""
+        return ["-m", self.spec.module] if self.spec else [str(self.path)]
+
+    @property
+    def all_flags(self) -> frozenset[str]:
+        """Every flag the recipe parses: the fields of its argument groups."""
+        if self.spec:
+            return frozenset(f.name for group in self.spec.groups for f in fields(group))
+        return recipe_flags(self.path)
 
     @property
     def flags(self) -> frozenset[str]:
         """Every flag the recipe parses, less those the runner sets and those it ignores."""
-        return recipe_flags(self.path) - self.excluded - RUNNER_FLAGS
+        return self.all_flags - self.excluded - RUNNER_FLAGS
 
 
 BUILTIN = {
-    "gpt2": Recipe("gpt2", RECIPES_DIR / "gpt2_classifier.py"),
-    "bert": Recipe("bert", RECIPES_DIR / "bert_classifier.py"),
-    "frozen_features": Recipe("frozen_features", RECIPES_DIR / "frozen_features.py", uses_accelerate=False),
+    "gpt2": Recipe("gpt2", RECIPES["gpt2_classifier"]),
+    "bert": Recipe("bert", RECIPES["bert_classifier"]),
+    "frozen_features": Recipe("frozen_features", RECIPES["frozen_features"]),
     "tfidf": Recipe(
         "tfidf",
-        RECIPES_DIR / "frozen_features.py",
-        {"method": "tfidf", "analyzer": "best"},
-        frozenset(BACKBONE_FLAGS),
-        uses_accelerate=False,
+        RECIPES["frozen_features"],
+        preset={"method": "tfidf", "analyzer": "best"},
+        excluded=frozenset(BACKBONE_FLAGS),
     ),
 }
 
@@ -155,7 +172,7 @@ def _recipe(path: Path, where: str, value: Any) -> Recipe:
         file = path.parent / file if (path.parent / file).is_file() else Path.cwd() / file
     if not isinstance(value, str) or not file.is_file():
         raise StudyError(f"{where}: unknown recipe {value!r}; choose {sorted(BUILTIN)} or a recipe file")
-    return Recipe(file.stem, file.resolve())
+    return Recipe(file.stem, path=file.resolve())
 
 
 def _rows(path: Path, raw: Any, shared: dict[str, Any]) -> list[Row]:
@@ -178,9 +195,7 @@ def _rows(path: Path, raw: Any, shared: dict[str, Any]) -> list[Row]:
             raise StudyError(f"{where}.args: expected a mapping of flags to values")
         bad = sorted(set(args) - recipe.flags)
         if bad:
-            raise StudyError(
-                f"{where}.args: {bad} not flag(s) of the {recipe.name} recipe ({recipe.path.name})"
-            )
+            raise StudyError(f"{where}.args: {bad} not flag(s) of the {recipe.name} recipe")
         merged = recipe.preset | {k: v for k, v in shared.items() if k in recipe.flags} | args
         pinned = frozenset(recipe.preset) | frozenset(args)
         rows.append(Row(name, recipe, merged, str(item.get("note") or ""), pinned))

@@ -1,0 +1,27 @@
+"""Fine-tune a BERT-style encoder as a text classifier ([CLS] head): the "BERT vs GPT" baseline.
+
+Run as ``recipes/bert_classifier.py`` (its docstring shows the usage)
+or ``python -m hf_spam.commands.bert_classifier``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..cli import command_line
+from .fine_tuning import fine_tune
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse the recipe's flags, fine-tune, print one summary line; returns the metrics.json dict."""
+    return fine_tune("bert_classifier", argv)
+
+
+def cli() -> int:
+    """The shell command: logging on, user errors as one line."""
+    return command_line(main)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,70 @@
+"""Classify texts with a saved run: label and probability per text.
+
+Run as ``recipes/predict.py`` (its docstring shows the usage)
+or ``python -m hf_spam.commands.predict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..cli import ArgumentParser, command_line
+from ..serving import DEFAULT_LONG_TEXT, LONG_TEXT_MODES, Predictor
+
+
+def read_texts(args: argparse.Namespace) -> list[str]:
+    """The texts to classify: the arguments, else the file's lines, else stdin's (blank lines skipped)."""
+    if args.texts:
+        return args.texts
+    if args.file:
+        with open(args.file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    else:
+        lines = sys.stdin.read().splitlines()
+    return [line for line in lines if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Classify the texts with the run; print one JSON object per text."""
+    parser = ArgumentParser(description="Classify texts with a saved hf_spam run.")
+    parser.add_argument(
+        "--run", required=True, help="a run folder (or any saved classifier folder), or a hub repo id"
+    )
+    parser.add_argument("--file", help="a UTF-8 file with one text per line")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument(
+        "--long_text",
+        choices=LONG_TEXT_MODES,
+        default=DEFAULT_LONG_TEXT,
+        help=f"texts longer than the model's context (default {DEFAULT_LONG_TEXT}: average the windows)",
+    )
+    parser.add_argument("--max_length", type=int, help="tokens per window (default: the model's context)")
+    parser.add_argument("--threshold", type=float, help="probability of class 1 (default: the run's)")
+    parser.add_argument("--temperature", type=float, help="softmax temperature (default: the run's)")
+    parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
+    args = parser.parse_args(argv)
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise ValueError(f"--threshold {args.threshold}: a probability, in [0, 1]")
+    if args.temperature is not None and args.temperature <= 0:
+        raise ValueError(f"--temperature {args.temperature}: must be > 0")
+    predictor = Predictor(
+        args.run,
+        max_length=args.max_length,
+        long_text=args.long_text,
+        threshold=args.threshold,
+        temperature=args.temperature,
+    )
+    texts = read_texts(args)
+    for text, result in zip(texts, predictor(texts, batch_size=args.batch_size), strict=True):
+        print(json.dumps({"text": text, **result}, ensure_ascii=False))
+
+
+def cli() -> int:
+    """The shell command: user errors as one line."""
+    return command_line(main, log=False)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
