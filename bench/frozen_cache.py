@@ -37,7 +37,7 @@ from accelerate.state import AcceleratorState
 from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.cli import configure_logging
 from hf_spam.evaluation.operating_point import OperatingPointArguments
-from hf_spam.models.adapters import LoraArguments
+from hf_spam.models.adapters import AdapterArguments
 from hf_spam.run_folder import device_description
 from hf_spam.training.fine_tune import run_classification
 
@@ -47,7 +47,7 @@ MODES = {
     "today": ["--group_by_length", "true", "--cache_frozen", "off", "--eval_batch_size", "8"],
     "cache": ["--group_by_length", "true", "--cache_frozen", "auto"],
 }
-GROUPS = (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments)
+GROUPS = (ModelArguments, DataArguments, TrainArguments, AdapterArguments, OperatingPointArguments)
 
 
 def run_mode(name: str, recipe_args: list[str], output_dir: Path) -> dict:

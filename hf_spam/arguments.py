@@ -18,17 +18,17 @@ from .data import DataArguments
 from .evaluation import OperatingPointArguments
 from .frozen_features import FeatureArguments
 from .models import ModelArguments
-from .models.adapters import LoraArguments
+from .models.adapters import AdapterArguments
 from .models.arguments import Implementation
 from .models.trainable import Trainable
 from .training.arguments import TrainArguments
 
 __all__ = [
     "RECIPES",
+    "AdapterArguments",
     "DataArguments",
     "EncoderModelArguments",
     "FeatureArguments",
-    "LoraArguments",
     "ModelArguments",
     "OperatingPointArguments",
     "RecipeSpec",
@@ -56,7 +56,7 @@ class EncoderModelArguments(ModelArguments):
             )
 
 
-FINE_TUNING = (ModelArguments, DataArguments, TrainArguments, LoraArguments, OperatingPointArguments)
+FINE_TUNING = (ModelArguments, DataArguments, TrainArguments, AdapterArguments, OperatingPointArguments)
 
 
 @dataclass(frozen=True)

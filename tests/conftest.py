@@ -122,3 +122,19 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     BertModel(config).save_pretrained(path)
     BertTokenizer(vocab={word: i for i, word in enumerate(TINY_BERT_WORDS)}).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A tiny Llama decoder (grouped-query attention: 4 heads, 2 key/value heads; tied embeddings, as
+    SmolLM2), GPT-2's vocabulary size."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path

@@ -20,13 +20,13 @@ from transformers.pytorch_utils import Conv1D
 from hf_spam.arguments import ModelArguments
 from hf_spam.data.tokenizer import load_tokenizer
 from hf_spam.models.adapters import (
-    LoraArguments,
+    AdapterArguments,
     build_adapter_classifier,
     check_adapter_arguments,
     default_target_modules,
-    lora_config,
     save_adapter_run,
 )
+from hf_spam.models.adapters.configs import lora_config
 from hf_spam.models.build import build_classifier
 from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.models.load import load_classifier
@@ -38,20 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 ID2LABEL = {0: "ham", 1: "spam"}
 KINDS = ("ours", "gpt2_conv1d", "llama", "bert")
 TEXTS = ["URGENT! You have won a 1 week FREE membership, call now", "ok see you at 6", "free prize txt"]
-
-
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory) -> Path:
-    """A tiny Llama decoder with tied embeddings (as SmolLM2), GPT-2's vocabulary size."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True)  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
 
 
 @pytest.fixture
@@ -78,7 +64,7 @@ def setup(request, tiny_gpt2_dir, tiny_llama_dir, tiny_bert_dir, gpt2_tokenizer_
 def lora_model(setup, seed: int = 0, **lora: object):
     args, tokenizer = setup
     return build_adapter_classifier(
-        args, ID2LABEL, tokenizer, LoraArguments(lora_r=4, lora_alpha=8, **lora), seed
+        args, ID2LABEL, tokenizer, AdapterArguments(lora_r=4, lora_alpha=8, **lora), seed
     )
 
 
@@ -135,7 +121,7 @@ def test_only_adapter_and_head_weights_change(setup):
 def test_targets_are_the_block_projections_never_the_head_or_embeddings(setup):
     args, tokenizer = setup
     base = build_classifier(args, ID2LABEL, tokenizer)
-    config = lora_config(base, LoraArguments())
+    config = lora_config(base, AdapterArguments())
     model, _ = lora_model(setup)
     wrapped = {name for name, m in model.named_modules() if hasattr(m, "lora_A")}
     kinds = {type(m.base_layer) for name, m in model.named_modules() if hasattr(m, "lora_A")}
@@ -175,7 +161,7 @@ def test_head_in_targets_and_stray_flags_are_errors(setup):
     model, _ = lora_model(setup, lora_targets=["c_attn"])
     assert sum(hasattr(m, "lora_A") for m in model.modules()) == 2  # one per block
     with pytest.raises(ValueError, match="--merge needs --trainable lora"):
-        check_adapter_arguments(ModelArguments(trainable="all"), LoraArguments(merge=True))
+        check_adapter_arguments(ModelArguments(trainable="all"), AdapterArguments(merge=True))
 
 
 @all_kinds
@@ -272,7 +258,7 @@ def test_gpt2_recipe_lora_merge_predict_pipeline(
     assert not (run_dir / "model.safetensors").exists()
     adapter_config = json.loads((run_dir / "adapter_config.json").read_text())
     assert (adapter_config["r"], adapter_config["modules_to_save"]) == (8, ["score"])
-    assert json.loads((run_dir / "args.json").read_text())["LoraArguments"]["merge"] is True
+    assert json.loads((run_dir / "args.json").read_text())["AdapterArguments"]["merge"] is True
     counts = json.loads((run_dir / "metrics.json").read_text())["parameters"]
     assert counts == metrics["parameters"] and 0 < counts["trainable"] < counts["total"] / 10
     adapter_bytes = (run_dir / "adapter_model.safetensors").stat().st_size

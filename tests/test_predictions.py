@@ -87,8 +87,10 @@ def test_transformers_decoder_batch_equals_one_at_a_time(
     )
 
 
-def test_encoders_keep_their_own_positions(tiny_bert_dir):
-    """BERT is not a decoder (``[CLS]`` sits at position 0): its positions stay transformers' own."""
+def test_encoders_read_a_left_padded_row_as_the_row_alone(tiny_bert_dir):
+    """BERT pools column 0 (``[CLS]``), where left padding puts a pad: the recipes' BERT moves each row's
+    pads after its tokens, so a left-padded batch predicts what each text predicts alone; right-padded
+    batches are transformers' own, untouched."""
     from hf_spam.data.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_bert_dir)
@@ -96,9 +98,15 @@ def test_encoders_keep_their_own_positions(tiny_bert_dir):
     model = redrawn(build_classifier(args, LABELS, tokenizer))
     plain = AutoModelForSequenceClassification.from_config(model.config).eval()
     plain.load_state_dict(model.state_dict())
-    batch = tokenizer(["free prize now", "ok"], padding=True, padding_side="left", return_tensors="pt")
+    texts = ["free prize now", "ok"]
     with torch.no_grad():
-        torch.testing.assert_close(model(**batch).logits, plain(**batch).logits)
+        alone = torch.cat([model(**tokenizer([t], return_tensors="pt")).logits for t in texts])
+        right = tokenizer(texts, padding=True, padding_side="right", return_tensors="pt")
+        torch.testing.assert_close(model(**right).logits, plain(**right).logits)
+        torch.testing.assert_close(model(**right).logits, alone, atol=1e-5, rtol=0)
+        left = tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+        torch.testing.assert_close(model(**left).logits, alone, atol=1e-5, rtol=0)
+        assert not torch.allclose(plain(**left).logits[1], alone[1], atol=1e-3)  # transformers reads a pad
 
 
 def gpt2_classifier(pooling: str, causal: bool = True) -> GPT2Classifier:

@@ -23,7 +23,7 @@ from transformers import (
 from hf_spam import GPT2Config
 from hf_spam.arguments import DataArguments, ModelArguments, TrainArguments, parse_args
 from hf_spam.data.batching import PaddingCollator
-from hf_spam.models.adapters import LoraArguments, apply_adapter
+from hf_spam.models.adapters import AdapterArguments, apply_adapter
 from hf_spam.models.build import positions_from_mask
 from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.models.trainable import set_trainable
@@ -112,7 +112,7 @@ def one_step(model, batch, prefix=None) -> tuple[float, dict[str, torch.Tensor]]
 )  # fmt: skip
 def test_one_step_from_the_cache_equals_one_step_of_the_full_model(kind, side, policy, tmp_path):
     if policy == "lora_top":  # peft adapters in the top block only (--lora_layers 1), head in full
-        full = apply_adapter(tiny_model(kind), LoraArguments(lora_layers=1))
+        full = apply_adapter(tiny_model(kind), "lora", AdapterArguments(lora_layers=1))
     else:
         full = tiny_model(kind)
         set_trainable(full, policy)
@@ -178,10 +178,12 @@ def test_auto_refuses_and_says_why():
     plan = plan_cache(bert, "left")  # BERT's positions count from column 0: left pads move them
     assert not plan.eligible and "--padding_side right" in plan.reason
     assert plan_cache(bert, "right").eligible
-    lora = apply_adapter(tiny_model("ours"), LoraArguments())  # adapters in every block
+    lora = apply_adapter(tiny_model("ours"), "lora", AdapterArguments())  # adapters in every block
     plan = plan_cache(lora)
     assert not plan.eligible and "block 0 is trained" in plan.reason
-    top = apply_adapter(tiny_model("ours"), LoraArguments(lora_layers=1))  # adapters in the top block only
+    top = apply_adapter(
+        tiny_model("ours"), "lora", AdapterArguments(lora_layers=1)
+    )  # adapters in the top block only
     assert plan_cache(top).depth == 2
     names = [n for n, p in top.named_parameters() if p.requires_grad and "lora_" in n]
     assert names and all(".h.2." in n for n in names)

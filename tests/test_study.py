@@ -238,7 +238,7 @@ def test_tiny_study_end_to_end(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_
     assert all(f"| {name} |" in markdown for name in rows) and "a tiny random GPT-2" in markdown
     assert "no significant difference between a and b (0.0 points; p = 1.00" in markdown
     assert "Device: cpu: " in markdown and "(every run)" in markdown  # the runs' metrics.json
-    for plot in ("accuracy_vs_time.png", "validation_curves.png"):
+    for plot in ("accuracy_vs_time.png", "accuracy_vs_parameters.png", "validation_curves.png"):
         assert (study_dir / plot).read_bytes().startswith(b"\x89PNG")
     assert (study_dir / "report.csv").read_text().count("\n") == 4  # header + 3 rows
     # every run on the same 12 test examples; the predictions agree with metrics.json

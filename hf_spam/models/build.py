@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import (
@@ -139,11 +140,11 @@ def _transformers_classifier(
     if not args.causal:
         config.is_causal = False  # transformers' mask builders then make bidirectional masks
     if args.weights == "random":
-        return positions_from_mask(AutoModelForSequenceClassification.from_config(config))
+        return real_tokens_first(positions_from_mask(AutoModelForSequenceClassification.from_config(config)))
     model = from_pretrained_offline_first(
         AutoModelForSequenceClassification.from_pretrained, args.model, f"model '{args.model}'", config=config
     )
-    return positions_from_mask(model)
+    return real_tokens_first(positions_from_mask(model))
 
 
 def _is_decoder_only(config: Any) -> bool:
@@ -156,11 +157,19 @@ def _is_decoder_only(config: Any) -> bool:
     )
 
 
+def _input_length(args: tuple, kwargs: dict[str, Any]) -> int | None:
+    """The number of positions the forward computes: its input ids' or embeddings' length."""
+    ids = kwargs.get("input_ids", args[0] if args else None)
+    embeds = kwargs.get("inputs_embeds")
+    found = ids if ids is not None else embeds
+    return None if found is None else found.shape[1]
+
+
 def _position_ids_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
-    mask = kwargs.get("attention_mask")
-    no_cache = kwargs.get("past_key_values") is None  # a classifier's single forward
-    if mask is not None and mask.ndim == 2 and kwargs.get("position_ids") is None and no_cache:
-        kwargs["position_ids"] = position_ids_from_mask(mask)
+    mask, length = kwargs.get("attention_mask"), _input_length(args, kwargs)
+    if mask is not None and mask.ndim == 2 and kwargs.get("position_ids") is None and length:
+        # the mask may be longer than the input: prefix tuning's keys and values come first
+        kwargs["position_ids"] = position_ids_from_mask(mask)[:, -length:]
     return args, kwargs
 
 
@@ -170,9 +179,10 @@ def positions_from_mask(model: nn.Module) -> nn.Module:
     transformers' ``*ForSequenceClassification`` forward uses ``arange(T)`` when no ``position_ids`` are
     given, so a left-padded row of a GPT-2 (absolute positions) gets other logits than the same row alone.
     A forward pre-hook on the base model passes ``attention_mask.cumsum(-1) - 1`` (clamped at 0) instead,
-    as ``generate`` does; it sits below any peft wrapper and changes no weights. Encoders (BERT's ``[CLS]``
-    at 0, RoBERTa's offset positions) and models whose forward takes no ``position_ids`` are left as they
-    are. Returns ``model``.
+    as ``generate`` does; its last ``T`` columns when the mask is longer than the input (a prefix of keys
+    and values: prefix tuning). It sits below any peft wrapper and changes no weights. Encoders (see
+    :func:`real_tokens_first`) and models whose forward takes no ``position_ids`` are left as they are.
+    Returns ``model``.
     """
     base = getattr(model, "base_model", None)
     config = getattr(model, "config", None)
@@ -184,4 +194,42 @@ def positions_from_mask(model: nn.Module) -> nn.Module:
         base.register_forward_pre_hook(_position_ids_hook, with_kwargs=True)
         base._hf_spam_positions_from_mask = True
         logger.info("%s: position ids counted from each row's first real token", type(model).__name__)
+    return model
+
+
+def _real_tokens_first_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    mask, length = kwargs.get("attention_mask"), _input_length(args, kwargs)
+    if mask is None or mask.ndim != 2 or not length:
+        return args, kwargs
+    prefix, own = mask[:, : mask.shape[1] - length], mask[:, -length:]  # prefix tuning's columns stay first
+    if not bool((own[:, 1:] > own[:, :-1]).any()):  # no pad before a token: right padding or none
+        return args, kwargs
+    order = torch.sort(own, dim=1, descending=True, stable=True).indices  # real tokens first, order kept
+    if args:
+        kwargs["input_ids"], args = args[0], args[1:]
+    for key in ("input_ids", "token_type_ids", "position_ids", "inputs_embeds"):
+        value = kwargs.get(key)
+        if value is not None:
+            index = order if value.ndim == 2 else order[..., None].expand_as(value)
+            kwargs[key] = value.gather(1, index)
+    kwargs["attention_mask"] = torch.cat([prefix, own.gather(1, order)], dim=1)
+    return args, kwargs
+
+
+def real_tokens_first(model: nn.Module) -> nn.Module:
+    """Make an encoder classifier read a left-padded row as the same row right-padded.
+
+    transformers' encoders pool the first column (BERT's ``[CLS]``), which left padding fills with a pad,
+    and count absolute positions from it. A forward pre-hook on the base model (which runs under any peft
+    wrapper) moves each row's pads after its tokens when a pad comes before a token: a stable reorder;
+    attention is bidirectional and pads are masked, so nothing else changes. Decoders are left as they
+    are (:func:`positions_from_mask`). Returns ``model``.
+    """
+    base = getattr(model, "base_model", None)
+    config = getattr(model, "config", None)
+    if base is None or base is model or config is None or _is_decoder_only(config):
+        return model
+    if not getattr(base, "_hf_spam_real_tokens_first", False):
+        base.register_forward_pre_hook(_real_tokens_first_hook, with_kwargs=True)
+        base._hf_spam_real_tokens_first = True
     return model

@@ -17,7 +17,13 @@ from .gpt2 import GPT2
 logger = logging.getLogger(__name__)
 
 FREEZING = ("all", "last_block", "last_two_blocks", "head")  # what set_trainable leaves trainable
-PEFT_METHODS = ("lora",)  # adapters through peft (hf_spam.models.adapters): peft decides what trains
+PEFT_METHODS = (
+    "lora",
+    "ia3",
+    "prompt_tuning",
+    "p_tuning",
+    "prefix_tuning",
+)  # through peft: it decides what trains
 Trainable = Literal[FREEZING + PEFT_METHODS]
 TRAINABLE: tuple[str, ...] = get_args(Trainable)
 

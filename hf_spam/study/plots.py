@@ -27,29 +27,38 @@ def _pyplot():
 
 def plot_accuracy_vs_time(results: list[RowResult], path: Path, title: str = "") -> None:
     """Mean test accuracy per row, its 95 % bootstrap interval as the error bar, against mean training
-    minutes (log scale: a TF-IDF fit and a fine-tuning run differ by orders of magnitude). Rows are told
-    apart by colour and marker in a legend beside the axes (labels on the points overlap where rows tie)."""
+    minutes (log scale: a TF-IDF fit and a fine-tuning run differ by orders of magnitude)."""
+    _accuracy_against(
+        results, path, title, "training_minutes", "training minutes (mean over seeds, log scale)"
+    )
+
+
+def plot_accuracy_vs_parameters(results: list[RowResult], path: Path, title: str = "") -> None:
+    """Mean test accuracy per row, with its interval, against the trainable parameters (log scale): what a
+    method buys per parameter trained (full fine-tune, a few blocks, LoRA, (IA)^3, prompts)."""
+    _accuracy_against(results, path, title, "trainable_parameters", "trainable parameters (log scale)")
+
+
+def _accuracy_against(results: list[RowResult], path: Path, title: str, key: str, label: str) -> None:
+    """Rows are told apart by colour and marker in a legend beside the axes (labels on the points overlap
+    where rows tie); a row without ``key`` is left out."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, result in enumerate(results):
-        accuracy, minutes = (
-            result.summary("test_accuracy")["mean"],
-            result.summary("training_minutes")["mean"],
-        )
-        if accuracy is None or minutes is None:
+        accuracy, x = result.summary("test_accuracy")["mean"], result.summary(key)["mean"]
+        if accuracy is None or x is None:
             continue
         low, high = result.test_interval or (accuracy, accuracy)
         ax.errorbar(
-            max(minutes, 1e-3), accuracy * 100, yerr=[[(accuracy - low) * 100], [(high - accuracy) * 100]],
+            max(x, 1e-3), accuracy * 100, yerr=[[(accuracy - low) * 100], [(high - accuracy) * 100]],
             fmt=MARKERS[(i // len(colours)) % len(MARKERS)], color=colours[i % len(colours)], capsize=4,
             label=f"{result.name}: {accuracy * 100:.1f} %",
         )  # fmt: skip
     ax.set_xscale("log")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    _finish(fig, ax, path, title, "training minutes (mean over seeds, log scale)",
-            "test accuracy % (95 % bootstrap interval)")  # fmt: skip
+    _finish(fig, ax, path, title, label, "test accuracy % (95 % bootstrap interval)")
 
 
 def plot_validation_curves(results: list[RowResult], path: Path, title: str = "") -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..run_folder import write_json
-from .plots import plot_accuracy_vs_time, plot_validation_curves
+from .plots import plot_accuracy_vs_parameters, plot_accuracy_vs_time, plot_validation_curves
 from .results import METRICS, RowResult, collect
 from .runner import RunRecord
 from .spec import Study
@@ -82,7 +82,7 @@ def _cell(result: RowResult, key: str) -> str:
 def _table(results: list[RowResult]) -> list[str]:
     header = ["row", "model", "weights", "pooled token", "trainable", "padding", "train acc", "val acc",
               "test acc [95 % CI]", "test F1", "test ROC AUC", "training min", "examples/s",
-              "trainable params", "peak memory MB", "seeds"]  # fmt: skip
+              "trainable params", "peak memory MB", "adapter MB", "seeds"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in results:
         if not r.seeds:
@@ -139,6 +139,8 @@ def _markdown(
         *_table(results),
         "",
         "![test accuracy against training time](accuracy_vs_time.png)",
+        "",
+        "![test accuracy against trainable parameters](accuracy_vs_parameters.png)",
         "![validation curves](validation_curves.png)",
         "",
         "## Questions",
@@ -209,6 +211,7 @@ def write_report(
     info = {"counts": counts, "training_seconds": training, "run_seconds": runs, "wall_seconds": wall_seconds}
     study_dir.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_time(results, study_dir / "accuracy_vs_time.png", study.name)
+    plot_accuracy_vs_parameters(results, study_dir / "accuracy_vs_parameters.png", study.name)
     plot_validation_curves(results, study_dir / "validation_curves.png", study.name)
     (study_dir / "report.md").write_text(_markdown(study, results, answers, info))
     _csv(results, study_dir / "report.csv")

@@ -29,6 +29,7 @@ METRICS = {
     "examples_per_second": lambda m: m["training"]["examples_per_second"],
     "trainable_parameters": lambda m: m["parameters"]["trainable"],
     "peak_memory_mb": lambda m: m["peak_memory"]["mb"],
+    "adapter_mb": lambda m: (m["training"]["details"].get("adapter") or {}).get("megabytes"),
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..evaluation.metrics import BEST_METRICS
+from ..models.adapters.arguments import DEFAULT_LEARNING_RATES
 
 
 @dataclass
@@ -30,7 +31,14 @@ class TrainArguments:
         },
     )
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate"})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "AdamW learning rate (default: 5e-5, the book's; an adapter method its own: "
+            + ", ".join(f"{method} {rate:g}" for method, rate in DEFAULT_LEARNING_RATES.items())
+            + ")"
+        },
+    )
     weight_decay: float = field(
         default=0.1, metadata={"help": "AdamW weight decay (not on biases and norms)"}
     )
@@ -108,7 +116,7 @@ class TrainArguments:
         for name in ("weight_decay", "warmup_steps", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
+        if self.learning_rate is not None and self.learning_rate <= 0:
             raise ValueError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(

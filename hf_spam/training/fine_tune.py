@@ -25,11 +25,13 @@ from ..evaluation.operating_point import OperatingPoint, balanced_class_weights,
 from ..hub import check_push, push_run
 from ..models import ModelArguments, build_classifier, parameter_counts, set_trainable, tokenizer_for
 from ..models.adapters import (
-    LoraArguments,
+    DEFAULT_LEARNING_RATES,
+    AdapterArguments,
     build_adapter_classifier,
     check_adapter_arguments,
     save_adapter_run,
 )
+from ..models.trainable import PEFT_METHODS
 from ..run_folder import (
     CURVES_FILE,
     HISTORY_FILE,
@@ -51,6 +53,7 @@ from .processes import has_accelerator, on_main_process, warn_if_cpu_underused
 from .trainer import Trainer, TrainState, predict_logits
 
 logger = logging.getLogger(__name__)
+DEFAULT_LEARNING_RATE = 5e-5  # the book's, for every --trainable that is not an adapter method
 
 
 @dataclass
@@ -60,12 +63,24 @@ class RunArguments:
     model: ModelArguments
     data: DataArguments
     train: TrainArguments
-    lora: LoraArguments = field(default_factory=LoraArguments)
+    adapter: AdapterArguments = field(default_factory=AdapterArguments)
     point: OperatingPointArguments = field(default_factory=OperatingPointArguments)
+
+    def __post_init__(self) -> None:
+        check_adapter_arguments(self.model, self.adapter)
+        if self.train.learning_rate is None:  # the method's own default, recorded in args.json
+            self.train.learning_rate = DEFAULT_LEARNING_RATES.get(self.model.trainable, DEFAULT_LEARNING_RATE)
+            logger.info("--learning_rate %g (the default for --trainable %s)", self.train.learning_rate,
+                        self.model.trainable)  # fmt: skip
+
+    @property
+    def uses_adapter(self) -> bool:
+        """True when peft's adapter trains (``--trainable`` is one of the PEFT methods)."""
+        return self.model.trainable in PEFT_METHODS
 
     def groups(self) -> list[Any]:
         """The groups args.json records (the adapter's only for an adapter run)."""
-        extra = [self.lora] if self.model.trainable == "lora" else []
+        extra = [self.adapter] if self.uses_adapter else []
         return [self.model, self.data, self.train, self.point, *extra]
 
 
@@ -81,13 +96,12 @@ def run_classification(
     model_args: ModelArguments,
     data_args: DataArguments,
     train_args: TrainArguments,
-    lora_args: LoraArguments | None = None,
+    adapter_args: AdapterArguments | None = None,
     point_args: OperatingPointArguments | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
-    args = RunArguments(model_args, data_args, train_args, lora_args or LoraArguments(),
+    args = RunArguments(model_args, data_args, train_args, adapter_args or AdapterArguments(),
                         point_args or OperatingPointArguments())  # fmt: skip
-    check_adapter_arguments(args.model, args.lora)
     hub_repo, run_dir = claim_outputs(args)  # fails now, not after training
     accelerator = make_accelerator(args.train, run_dir)
     tokenizer = tokenizer_for(args.model)
@@ -175,9 +189,9 @@ def build_model(
 ) -> tuple[torch.nn.Module, dict[str, Any] | None]:
     """The classifier with its trainable policy applied; for an adapter also the record that rebuilds its
     base."""
-    if args.model.trainable == "lora":
+    if args.uses_adapter:
         model, record = build_adapter_classifier(
-            args.model, data.id2label, tokenizer, args.lora, args.train.seed
+            args.model, data.id2label, tokenizer, args.adapter, args.train.seed
         )
     else:
         model, record = build_classifier(args.model, data.id2label, tokenizer), None
@@ -305,7 +319,8 @@ def save_run(
     write_examples(run_dir, data.examples)
     plot_curves(state.history, run_dir / CURVES_FILE, title=f"{args.model.model} on {args.data.dataset}")
     if model is not None and adapter_record is not None:
-        save_adapter_run(model, tokenizer, run_dir, adapter_record, merge=args.lora.merge)
+        megabytes = save_adapter_run(model, tokenizer, run_dir, adapter_record, merge=args.adapter.merge)
+        metrics["training"]["details"]["adapter"] = {"method": args.model.trainable, "megabytes": megabytes}
     elif model is not None:
         model.save_pretrained(run_dir)
         tokenizer.save_pretrained(run_dir)

@@ -97,6 +97,13 @@ def _dropout_in(module: nn.Module) -> float:
     return max(rates, default=0.0)  # e.g. an SDPA attention's dropout_p, a Llama attention_dropout
 
 
+def prompt_learning_method(model: nn.Module) -> str | None:
+    """peft's prompt-learning type of ``model`` (``PROMPT_TUNING``, ``P_TUNING``, ``PREFIX_TUNING``), or
+    None: those methods feed trained virtual tokens (or keys and values) into the blocks."""
+    config = (getattr(model, "peft_config", None) or {}).get(getattr(model, "active_adapter", "default"))
+    return str(config.peft_type.value) if getattr(config, "is_prompt_learning", False) else None
+
+
 def positions_follow_the_mask(model: nn.Module) -> bool:
     """True when the model counts positions from each row's first real token (our GPT-2; transformers
     decoders through :func:`hf_spam.models.build.positions_from_mask`), so left padding moves nothing."""
@@ -109,11 +116,18 @@ def plan_cache(model: nn.Module, padding_side: str = "right") -> CachePlan:
     """Where the frozen prefix ends, judged from the model itself (which parameters train, which dropout).
 
     The boundary is the first block holding a trained parameter (all blocks for a head-only fine-tune).
-    Not eligible (``depth`` 0): a trained parameter below it (embeddings, ``--trainable all``, LoRA on
-    block 0), dropout above zero anywhere below it, or left padding on a model whose positions count from
-    the first column (BERT): its states then depend on the padding, which a per-example cache cannot know.
+    Not eligible (``depth`` 0): a prompt method (trained virtual tokens or keys and values enter every
+    block), a trained parameter below the boundary (embeddings, ``--trainable all``, LoRA or (IA)^3 on block
+    0), dropout above zero anywhere below it, or left padding on a model whose positions count from the
+    first column (RoBERTa): its states then depend on the padding, which a per-example cache cannot know.
     """
     inner = base_classifier(model)
+    prompt = prompt_learning_method(model)
+    if prompt is not None:
+        what = "every layer's keys and values" if prompt == "PREFIX_TUNING" else "the first block's input"
+        return CachePlan(
+            0, f"{prompt.lower()} changes {what} (trained virtual tokens): nothing below is frozen"
+        )
     if padding_side == "left" and not positions_follow_the_mask(model):
         return CachePlan(
             0, f"left padding shifts {type(inner).__name__}'s absolute positions: use --padding_side right"

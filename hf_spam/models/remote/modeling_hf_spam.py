@@ -76,15 +76,23 @@ class HfSpamGPT2ForSequenceClassification(GPT2ForSequenceClassification):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        past_key_values=None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        """Logits pooled over the real tokens. With ``past_key_values`` (prefix tuning: trained keys and
+        values in front) the attention mask covers them too; positions and pooling use its last ``T``
+        columns, the ones of the tokens given."""
+        length = (input_ids if input_ids is not None else kwargs["inputs_embeds"]).shape[1]
         if position_ids is None and attention_mask is not None and attention_mask.ndim == 2:
-            position_ids = position_ids_from_mask(attention_mask)
+            position_ids = position_ids_from_mask(attention_mask)[:, -length:]
         kwargs.pop("return_dict", None)
         kwargs["use_cache"] = False
+        if past_key_values is not None:
+            kwargs["cache"] = past_key_values  # transformers 5's name for it
         hidden = self.transformer(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         ).last_hidden_state
-        logits = self.score(pool(hidden, attention_mask, self.config.pooling))
+        mask = attention_mask[:, -length:] if attention_mask is not None else None
+        logits = self.score(pool(hidden, mask, self.config.pooling))
         loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
