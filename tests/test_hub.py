@@ -357,3 +357,52 @@ def test_hf_spam_lora_run_pushed_and_loaded_by_id(hub, train_argv, tmp_path):
     local = logits_of(load_classifier(run_dir), tokenizer_dir)
     by_id = logits_of(load_classifier(resolve_run(f"{USER}/tiny-lora")), tokenizer_dir)
     torch.testing.assert_close(by_id, local, rtol=0, atol=0)
+
+
+def test_prompt_tuned_adapter_pushed_with_its_hub_base_loads_by_id(hub, tiny_bert_dir, sms_file, tmp_path):
+    """A prompt-tuning run from a local base folder, pushed with --base_model: the pushed adapter_config
+    names the hub base (the run folder keeps its local path), so peft alone loads it by repo id, and
+    hf_spam's Predictor by repo id predicts what the local run predicts."""
+    from huggingface_hub import HfApi
+
+    from hf_spam.serving import Predictor
+
+    HfApi().create_repo(f"{USER}/tiny-bert")  # the base model lives on the hub too
+    HfApi().upload_folder(repo_id=f"{USER}/tiny-bert", folder_path=tiny_bert_dir)
+    train([
+        "--model", str(tiny_bert_dir), "--implementation", "transformers", "--trainable", "prompt_tuning",
+        "--data_source", str(sms_file), "--output_dir", str(tmp_path), "--run_name", "prompt",
+        "--max_train_samples", "32", "--max_eval_samples", "16", "--batch_size", "8", "--num_epochs", "1",
+        "--eval_every", "0",
+    ])  # fmt: skip
+    run_dir = tmp_path / "prompt"
+    push_run(run_dir, f"{USER}/tiny-prompt", base_model=f"{USER}/tiny-bert")
+    files = hub.state.repos[f"{USER}/tiny-prompt"].files()
+    pushed = json.loads(files["adapter_config.json"])
+    assert (pushed["peft_type"], pushed["base_model_name_or_path"]) == ("PROMPT_TUNING", f"{USER}/tiny-bert")
+    local_config = json.loads((run_dir / "adapter_config.json").read_text())
+    assert local_config["base_model_name_or_path"] == str(tiny_bert_dir.resolve())  # the run keeps its path
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.base_model == f"{USER}/tiny-bert" and "prompt-tuning" in card.data.tags
+    assert "A prompt-tuning adapter" in card.text
+
+    local = Predictor(run_dir)(TEXTS)
+    assert Predictor(f"{USER}/tiny-prompt")(TEXTS) == local
+    # peft alone, in a fresh interpreter pointed at the hub (huggingface_hub reads HF_ENDPOINT at import)
+    script = (
+        "import json, sys, torch\n"
+        "from peft import AutoPeftModelForSequenceClassification\n"
+        "from transformers import AutoTokenizer\n"
+        f"model = AutoPeftModelForSequenceClassification.from_pretrained('{USER}/tiny-prompt').eval()\n"
+        f"tokenizer = AutoTokenizer.from_pretrained('{USER}/tiny-prompt')\n"
+        "with torch.inference_mode():\n"
+        "    rows = [model(**tokenizer(t, return_tensors='pt')).logits.softmax(-1)[0].tolist()\n"
+        "            for t in json.loads(sys.argv[1])]\n"
+        "print(json.dumps(rows))\n"
+    )  # one text at a time: peft's own forward
+    env = {**os.environ, **hub.env, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(TEXTS)], capture_output=True, text=True,
+                         env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    for row, expected in zip(json.loads(out.stdout.splitlines()[-1]), local, strict=True):
+        assert row == pytest.approx(list(expected["probabilities"].values()), abs=1e-5)

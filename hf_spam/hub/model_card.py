@@ -41,6 +41,13 @@ METRIC_NAMES = {
     "roc_auc": "ROC AUC",
     "loss": "Loss",
 }
+PEFT_NAMES = {  # peft_type -> the method's name in prose, and its tag
+    "LORA": ("LoRA", "lora"),
+    "IA3": ("(IA)³", "ia3"),
+    "PROMPT_TUNING": ("prompt-tuning", "prompt-tuning"),
+    "P_TUNING": ("P-tuning", "p-tuning"),
+    "PREFIX_TUNING": ("prefix-tuning", "prefix-tuning"),
+}
 EXAMPLES = {
     "sms_spam": ["WINNER!! Claim your free prize now, call 09061701461", "I'll be home soon, want anything?"],
     "imdb": ["A moving, beautifully acted film.", "Two hours I will never get back."],
@@ -161,7 +168,7 @@ def card_data(info: RunInfo, repo_id: str | None, base_model: str | None, licens
     model_type = info.config.get("model_type") or info.arg("implementation")
     tags = ["text-classification", "hf_spam", info.dataset, model_type]
     if info.adapter:
-        tags += ["peft", "lora"] if info.adapter.get("peft_type") == "LORA" else ["peft"]
+        tags += ["peft", PEFT_NAMES.get(str(info.adapter.get("peft_type")), ("", ""))[1]]
     return ModelCardData(
         base_model=hub_base_model(info, base_model),
         library_name="peft" if info.adapter else "transformers",
@@ -195,7 +202,7 @@ def build_model_card(
         _data_section(info),
         _training(info),
         _results(info),
-        _usage(info, where),
+        _usage(info, where, data.base_model),
         _limitations(info),
         _reproduce(info),
     ]
@@ -222,7 +229,8 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _summary(info: RunInfo, where: str, base_model: str | None) -> str:
     test = info.split("test")
-    kind = "A LoRA adapter" if info.adapter else "A text classifier"
+    method = PEFT_NAMES.get(str((info.adapter or {}).get("peft_type")), ("peft",))[0]
+    kind = f"A {method} adapter" if info.adapter else "A text classifier"
     start = "randomly initialised weights" if info.arg("weights") == "random" else f"`{info.model}`"
     if base_model and base_model != info.model:
         start = f"`{base_model}` (run from the local copy `{info.model}`)"
@@ -305,7 +313,9 @@ def _training(info: RunInfo) -> str:
             rows = [[f"`{k}`", f"`{json.dumps(v)}`"] for k, v in values.items()]
             text += f"\n\n**{group}**\n\n" + _table(["hyper-parameter", "value"], rows)
     if info.adapter:
-        keep = ("peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "bias")
+        keep = ("peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "feedforward_modules",
+                "num_virtual_tokens", "prompt_tuning_init", "encoder_hidden_size", "prefix_projection",
+                "modules_to_save", "bias")  # fmt: skip
         rows = [[f"`{k}`", f"`{json.dumps(info.adapter.get(k))}`"] for k in keep if k in info.adapter]
         text += "\n\n**adapter**\n\n" + _table(["setting", "value"], rows)
     if isinstance(info.args.get("versions"), dict):
@@ -346,16 +356,22 @@ def _results(info: RunInfo) -> str:
     return text
 
 
-def _usage(info: RunInfo, where: str) -> str:
+def _usage(info: RunInfo, where: str, base_model: str | None = None) -> str:
     texts = EXAMPLES.get(info.dataset, ["An example text."])
     ours = info.arg("implementation") == "hf_spam" and (info.run_dir / ADAPTER_BASE_FILE).is_file()
-    if info.adapter and ours:
+    prefix = (info.adapter or {}).get("peft_type") == "PREFIX_TUNING"
+    if info.adapter and (ours or prefix):
         code = (
             "from hf_spam.serving import Predictor\n\n"
             f'predict = Predictor("{where}")  # rebuilds the base (lora_base.json), then loads the adapter\n'
             f"print(predict({texts!r}))"
         )
-        note = "The adapter sits on hf_spam's own GPT-2, which peft alone cannot rebuild: use hf_spam."
+        note = (
+            "The adapter sits on hf_spam's own GPT-2, which peft alone cannot rebuild: use hf_spam."
+            if ours
+            else "peft 0.21 cannot run prefix tuning on transformers 5 models by itself (it passes "
+            "`past_key_values`, which transformers 5 calls `cache`); hf_spam bridges the two: use hf_spam."
+        )
     elif info.adapter:
         code = (
             "from peft import AutoPeftModelForSequenceClassification\n"
@@ -366,8 +382,9 @@ def _usage(info: RunInfo, where: str) -> str:
             "print(model(**inputs).logits.softmax(-1))"
         )
         note = (
-            f"The adapter loads onto its base model `{info.adapter.get('base_model_name_or_path')}` "
-            "(as written in `adapter_config.json`), which must be available where you run this."
+            f"The adapter loads onto its base model "
+            f"`{base_model or info.adapter.get('base_model_name_or_path')}` (as written in the pushed "
+            "`adapter_config.json`), which must be available where you run this."
         )
     else:
         code = (

@@ -7,14 +7,15 @@ files (:func:`hf_spam.run_folder.files_to_push`).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import HubError
-from ..run_folder import CARD_FILE, files_to_push
-from .access import host_reachable, hub_endpoint, offline_reason
+from ..run_folder import ADAPTER_CONFIG, CARD_FILE, files_to_push
+from .access import host_reachable, hub_endpoint, is_local, offline_reason
 from .model_card import build_model_card
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,26 @@ def _push_http_error(err: Any, repo_id: str, endpoint: str) -> str:
     return f"Cannot create or write {repo_id!r} on {endpoint} (HTTP {status}): {detail}"
 
 
+def _pushed_bytes(path: Path, base_model: str | None) -> str | bytes:
+    """What is uploaded for ``path``: the file itself, except an adapter config when the run names its hub
+    base (``--base_model``): the pushed copy's ``base_model_name_or_path`` is that hub id, so
+    ``AutoPeftModelForSequenceClassification.from_pretrained(repo_id)`` loads anywhere (the run folder
+    keeps its local path)."""
+    if path.name != ADAPTER_CONFIG:
+        return str(path)
+    config = json.loads(path.read_text())
+    local = config.get("base_model_name_or_path")
+    if base_model:
+        config["base_model_name_or_path"] = base_model
+        return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    if local and is_local(local):
+        logger.warning(
+            "%s names a local base model (%s): peft on another machine cannot load the pushed adapter by "
+            "itself; push with --base_model <hub id of that model>", path, local,
+        )  # fmt: skip
+    return str(path)
+
+
 def push_run(
     run_dir: str | os.PathLike,
     repo_id: str,
@@ -109,7 +130,8 @@ def push_run(
         run_dir / CARD_FILE
     )
     files = files_to_push(run_dir)
-    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=str(p)) for p in files]
+    operations = [CommitOperationAdd(path_in_repo=p.name, path_or_fileobj=_pushed_bytes(p, base_model))
+                  for p in files]  # fmt: skip
     api = HfApi(endpoint=hub_endpoint(), token=token)
     try:
         info = api.create_commit(
