@@ -79,8 +79,8 @@ def test_exported_logits_equal_torch(classifier_dir):
 
 
 def test_lora_run_exports_merged_and_matches_its_peft_model(tiny_gpt2_dir, gpt2_tokenizer_dir, tmp_path):
-    args = ModelArguments(model=str(tiny_gpt2_dir), implementation="hf_spam", weights="random", trainable="lora",
-                          dropout=0.0)  # fmt: skip
+    args = ModelArguments(model=str(tiny_gpt2_dir), implementation="hf_spam", weights="random",
+                          trainable="lora", dropout=0.0)  # fmt: skip
     tokenizer = load_tokenizer(gpt2_tokenizer_dir)
     model, record = build_adapter_classifier(args, ID2LABEL, tokenizer, LoraArguments(lora_r=4), 7)
     with torch.no_grad():

@@ -76,14 +76,19 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return quantized
 
 
-def prepare_torch_model(
-    model: nn.Module, device: torch.device, quantize: Quantize = "none", dtype: DType = "float32"
-) -> nn.Module:
-    """The loaded classifier ready to predict on ``device``: adapter merged, quantised or cast, eval mode."""
+def check_device(device: torch.device, quantize: Quantize = "none", dtype: DType = "float32") -> None:
+    """A ValueError naming the flag when ``quantize`` or ``dtype`` does not run on ``device``."""
     if quantize == "int8" and device.type != "cpu":
         raise ValueError(f"--quantize int8 is torch's CPU quantisation; use --device cpu (not {device})")
     if dtype == "float16" and device.type == "cpu":
         raise ValueError("--dtype float16 is for a GPU; on a CPU use --quantize int8 (or --dtype bfloat16)")
+
+
+def prepare_torch_model(
+    model: nn.Module, device: torch.device, quantize: Quantize = "none", dtype: DType = "float32"
+) -> nn.Module:
+    """The loaded classifier ready to predict on ``device``: adapter merged, quantised or cast, eval mode."""
+    check_device(device, quantize, dtype)
     model = merge_adapter(model)
     if quantize == "int8":
         return quantize_int8(model.float().eval())

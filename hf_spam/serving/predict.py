@@ -55,7 +55,7 @@ from .arguments import (
     Quantize,
     ServingArguments,
 )
-from .backends import OnnxBackend, TorchBackend, prepare_torch_model
+from .backends import OnnxBackend, TorchBackend, check_device, prepare_torch_model
 from .batching import token_budget_batches
 
 logger = logging.getLogger(__name__)
@@ -117,9 +117,11 @@ class Predictor:
                                         max_batch_tokens=max_batch_tokens, long_text=long_text,
                                         max_length=max_length, threshold=threshold, temperature=temperature,
                                         device=device)  # fmt: skip
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if backend == "torch":
+            check_device(self.device, quantize, dtype)  # before anything loads
         directory = resolve_run(directory)  # a folder, or a hub repo id
         self.directory = Path(directory)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.tokenizer = load_tokenizer(directory)
         self.scorer: TextScorer | None = None  # other run kinds (whole-text scorers) set this instead
         self.model, self.backend, self.id2label, limit = self._load_model(directory)
