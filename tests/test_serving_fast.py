@@ -241,3 +241,21 @@ def test_serving_mistakes_are_one_line_before_loading(bert_dir, capsys):
     ):
         with pytest.raises(ValueError, match=message):
             predict.main(["--run", str(bert_dir), *argv, "hi"])
+
+
+class LengthScorer:
+    """A whole-text run kind as the Predictor sees it: class names and per-text logits."""
+
+    id2label = ID2LABEL
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([[2.0, len(t) / 4] for t in texts])  # long texts are spam
+
+
+def test_a_whole_text_scorer_plugs_in_beside_the_fast_path(bert_dir):
+    predictor = Predictor(bert_dir, device="cpu", temperature=2.0)
+    predictor.scorer = LengthScorer()
+    results = predictor(["ok", "free prize now"])
+    expected = torch.softmax(LengthScorer().logits(["ok", "free prize now"]) / 2.0, -1)
+    assert [r["probabilities"]["spam"] for r in results] == pytest.approx(expected[:, 1].tolist())
+    assert [r["label"] for r in results] == ["ham", "spam"] and results[0]["chunks"] == 1
