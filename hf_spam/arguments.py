@@ -21,6 +21,7 @@ from .models import ModelArguments
 from .models.adapters import AdapterArguments
 from .models.arguments import Implementation
 from .models.trainable import Trainable
+from .serving import ServingArguments
 from .training.arguments import TrainArguments
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ModelArguments",
     "OperatingPointArguments",
     "RecipeSpec",
+    "ServingArguments",
     "TrainArguments",
     "parse_args",
 ]

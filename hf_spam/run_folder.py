@@ -10,6 +10,8 @@ A finished run holds:
 - the model: ``config.json`` + ``model.safetensors`` (+ the tokenizer), or a peft adapter
   (``adapter_config.json``, ``adapter_model.safetensors``) with ``lora_base.json``, the record that
   rebuilds its base offline; optionally ``merged/`` (the adapter merged into its base);
+- optionally ``onnx/`` (``model.onnx``, ``model_quantized.onnx``, ``export.json``: ``recipes/export_onnx.py``)
+  and ``serving_accuracy.json`` (test accuracy of each serving variant against float32 torch);
 - while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`).
 """
 
@@ -45,6 +47,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_BASE_FILE = "lora_base.json"  # how hf_spam rebuilds an adapter's base (our GPT-2 from its seed)
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
+ONNX_DIR = "onnx"  # the export: ONNX_MODEL, ONNX_QUANTIZED (int8) and ONNX_EXPORT_FILE (how it was made)
+ONNX_MODEL = "model.onnx"
+ONNX_QUANTIZED = "model_quantized.onnx"
+ONNX_EXPORT_FILE = "export.json"
+SERVING_ACCURACY_FILE = "serving_accuracy.json"  # per serving variant: test accuracy vs float32 torch
 
 MODEL_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",

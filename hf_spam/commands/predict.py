@@ -10,8 +10,12 @@ import argparse
 import json
 import sys
 
-from ..cli import ArgumentParser, command_line
-from ..serving import DEFAULT_LONG_TEXT, LONG_TEXT_MODES, Predictor
+from ..cli import DataclassArgumentParser, command_line
+from ..hub.access import is_local
+from ..serving import Predictor, ServingArguments
+from ..serving.accuracy import measure_serving_accuracy
+
+PROGRESS_MIN_TEXTS = 256  # a file at least this long shows a progress bar (on stderr)
 
 
 def read_texts(args: argparse.Namespace) -> list[str]:
@@ -26,38 +30,53 @@ def read_texts(args: argparse.Namespace) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Classify the texts with the run; print one JSON object per text."""
-    parser = ArgumentParser(description="Classify texts with a saved hf_spam run.")
+def parse(argv: list[str] | None) -> tuple[ServingArguments, argparse.Namespace]:
+    """The serving flags (:class:`~hf_spam.serving.ServingArguments`) and this command's own."""
+    description = "Classify texts with a saved hf_spam run."
+    parser = DataclassArgumentParser((ServingArguments,), description=description, allow_abbrev=False)
     parser.add_argument(
         "--run", required=True, help="a run folder (or any saved classifier folder), or a hub repo id"
     )
     parser.add_argument("--file", help="a UTF-8 file with one text per line")
-    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, help="at most this many windows per batch (default: "
+                        "as many as --max_batch_tokens allows)")  # fmt: skip
     parser.add_argument(
-        "--long_text",
-        choices=LONG_TEXT_MODES,
-        default=DEFAULT_LONG_TEXT,
-        help=f"texts longer than the model's context (default {DEFAULT_LONG_TEXT}: average the windows)",
-    )
-    parser.add_argument("--max_length", type=int, help="tokens per window (default: the model's context)")
-    parser.add_argument("--threshold", type=float, help="probability of class 1 (default: the run's)")
-    parser.add_argument("--temperature", type=float, help="softmax temperature (default: the run's)")
+        "--measure_accuracy", action="store_true",
+        help="classify the run's own test split (rebuilt from args.json) with float32 torch and with this "
+        "variant (--quantize, --backend, --dtype); write the accuracy change to <run>/serving_accuracy.json",
+    )  # fmt: skip
+    parser.add_argument("--max_test_samples", type=int, help="--measure_accuracy on a random subset")
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
-    args = parser.parse_args(argv)
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise ValueError(f"--threshold {args.threshold}: a probability, in [0, 1]")
-    if args.temperature is not None and args.temperature <= 0:
-        raise ValueError(f"--temperature {args.temperature}: must be > 0")
-    predictor = Predictor(
-        args.run,
-        max_length=args.max_length,
-        long_text=args.long_text,
-        threshold=args.threshold,
-        temperature=args.temperature,
-    )
+    serving, args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ValueError(
+            f"unrecognized arguments: {' '.join(unknown)} (texts go before the flags; see --help)"
+        )
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch_size {args.batch_size}: must be >= 1")
+    if args.measure_accuracy and not is_local(args.run):
+        raise ValueError(
+            f"--measure_accuracy writes into the run folder: --run {args.run} is not a local folder"
+        )
+    if args.max_test_samples is not None and not args.measure_accuracy:
+        raise ValueError("--max_test_samples needs --measure_accuracy")
+    return serving, args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Classify the texts with the run; print one JSON object per text (with ``--measure_accuracy``, first
+    the accuracy record)."""
+    serving, args = parse(argv)
+    if args.measure_accuracy:
+        entry = measure_serving_accuracy(args.run, serving, args.max_test_samples)
+        print(json.dumps({"serving_accuracy": serving.variant(), **entry}))
+        if not (args.texts or args.file):
+            return
+    predictor = Predictor.from_arguments(args.run, serving)
     texts = read_texts(args)
-    for text, result in zip(texts, predictor(texts, batch_size=args.batch_size), strict=True):
+    progress = len(texts) >= PROGRESS_MIN_TEXTS
+    results = predictor(texts, batch_size=args.batch_size, progress=progress)
+    for text, result in zip(texts, results, strict=True):
         print(json.dumps({"text": text, **result}, ensure_ascii=False))
 
 

@@ -8,7 +8,8 @@ The only module that imports gradio (``pip install -e ".[app]"``). Three tabs:
   slider starts at the run's operating point (``operating_point.json``, chosen on validation); example
   messages from the run's test split (``examples.json``, written at training time);
 - **Batch**: upload a ``.csv`` (column ``text``, else the first column; a ``label`` column is compared) or
-  a ``.txt`` file (one text per line) -> a table with one row per text, downloadable as csv;
+  a ``.txt`` file (one text per line) -> a table with one row per text, downloadable as csv; the whole file
+  goes through the Predictor's fast path at once (sorted, token-budgeted batches), with a progress bar;
 - **Model card**: test metrics at 0.5 and at the chosen threshold, calibration, the confusion matrix at
   the threshold, and the training curves (``curves.png``).
 
@@ -28,7 +29,8 @@ import pandas as pd
 
 from ..hub.access import resolve_run
 from ..run_folder import CURVES_FILE, METRICS_FILE, read_examples, read_json, run_file
-from .predict import DEFAULT_LONG_TEXT, LongText, Predictor
+from .arguments import DEFAULT_LONG_TEXT, LongText, ServingArguments
+from .predict import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +70,14 @@ def read_batch(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def classify_batch(
-    predictor: Predictor, path: str | None, threshold: float | None
+    predictor: Predictor, path: str | None, threshold: float | None, progress: bool = False
 ) -> tuple[pd.DataFrame, str | None, str]:
-    """A table with one row per text of the file at ``path``, the same table as a csv file, a summary."""
+    """A table with one row per text of the file at ``path``, the same table as a csv file, a summary;
+    ``progress``: a tqdm bar over the batches (the app shows it through ``gr.Progress(track_tqdm=True)``)."""
     if not path:
         return pd.DataFrame(), None, "upload a .csv or .txt file"
     frame = read_batch(path)
-    results = predictor(frame["text"].tolist(), threshold=threshold)
+    results = predictor(frame["text"].tolist(), threshold=threshold, progress=progress)
     table = frame.rename(columns={"label": "true_label"})
     table.insert(1, "predicted", [r["label"] for r in results])
     for name in predictor.id2label.values():
@@ -148,12 +151,18 @@ def card_markdown(run: str, metrics: dict[str, Any] | None) -> str:
 
 
 def build_app(
-    run: str | os.PathLike, predictor: Predictor | None = None, long_text: LongText = DEFAULT_LONG_TEXT
+    run: str | os.PathLike,
+    predictor: Predictor | None = None,
+    long_text: LongText = DEFAULT_LONG_TEXT,
+    serving: ServingArguments | None = None,
 ) -> gr.Blocks:
-    """The gradio app of ``run`` (a run folder or a hub repo id); ``predictor`` reuses a loaded model."""
+    """The gradio app of ``run`` (a run folder or a hub repo id); ``predictor`` reuses a loaded model, else
+    one is loaded as ``serving`` says (default: float32 torch, reading long texts as ``long_text`` says)."""
     run = str(run)
     folder = resolve_run(run)  # a hub repo id is downloaded once, through the hub cache
-    predictor = predictor or Predictor(folder, long_text=long_text)
+    predictor = predictor or Predictor.from_arguments(
+        folder, serving or ServingArguments(long_text=long_text)
+    )
     binary = len(predictor.id2label) == 2
     start = predictor.threshold if predictor.threshold is not None else 0.5
     examples = read_examples(folder)
@@ -189,7 +198,9 @@ def build_app(
             table = gr.Dataframe(label="predictions", interactive=False)
             download = gr.File(label="download the predictions (csv)")
             batch_button.click(
-                lambda p, th: classify_batch(predictor, p, th if binary else None),
+                lambda p, th, bar=gr.Progress(track_tqdm=True): classify_batch(  # noqa: B008
+                    predictor, p, th if binary else None, progress=True
+                ),
                 [upload, threshold], [table, download, summary], api_name="batch",
             )  # fmt: skip
         with gr.Tab("Model card"):

@@ -12,27 +12,68 @@ number of tokens and of windows:
 - ``chunks`` (default): consecutive windows of ``max_length`` tokens, no overlap, each with the model's
   special tokens; the text's probabilities are the mean of the windows' probabilities, each window
   weighted by its number of tokens. A text that fits is one window: the same as ``truncate``.
+
+The fast path: texts are tokenised in batches (the fast tokenizer), windows sorted by length and batched up
+to ``max_batch_tokens`` padded tokens (:func:`~hf_spam.serving.batching.token_budget_batches`), results put
+back in input order; an adapter that can merge is merged in memory; ``quantize="int8"``, ``dtype`` and
+``backend="onnxruntime"`` as :mod:`hf_spam.serving.backends` says.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data.tokenizer import load_tokenizer
 from ..evaluation.operating_point import OperatingPoint
 from ..hub.access import resolve_run
 from ..models.load import load_classifier
-from ..run_folder import OPERATING_POINT_FILE, run_file
+from ..run_folder import (
+    ONNX_DIR,
+    ONNX_EXPORT_FILE,
+    ONNX_MODEL,
+    ONNX_QUANTIZED,
+    OPERATING_POINT_FILE,
+    SERVING_ACCURACY_FILE,
+    read_json,
+    run_file,
+)
+from .arguments import (
+    DEFAULT_LONG_TEXT,
+    DEFAULT_MAX_BATCH_TOKENS,
+    LONG_TEXT_MODES,
+    Backend,
+    DType,
+    LongText,
+    Quantize,
+    ServingArguments,
+)
+from .backends import OnnxBackend, TorchBackend, check_device, prepare_torch_model
+from .batching import token_budget_batches
 
 logger = logging.getLogger(__name__)
 
-LongText = Literal["truncate", "head_tail", "chunks"]
-LONG_TEXT_MODES: tuple[str, ...] = get_args(LongText)
-DEFAULT_LONG_TEXT: LongText = "chunks"
+__all__ = ["DEFAULT_LONG_TEXT", "LONG_TEXT_MODES", "LongText", "Predictor", "TextScorer", "context_length"]
+
+TOKENIZE_CHUNK = 4096  # texts per call of the fast tokenizer
+
+
+class TextScorer(Protocol):
+    """A run kind that reads whole texts itself (e.g. in-context prompting, kNN): the Predictor applies the
+    temperature, threshold and output format to its per-text logits."""
+
+    id2label: dict[int, str]
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        """Class logits ``(len(texts), num_labels)``."""
+        ...
 
 
 def context_length(model: torch.nn.Module) -> int | None:
@@ -52,6 +93,8 @@ class Predictor:
     the hub cache). ``threshold``/``temperature`` override the
     run's operating point (``threshold=0.5, temperature=1.0`` gives the pipeline's argmax predictions).
     ``max_length``: tokens per window (default: the tokenizer's and the model's limit, whichever is lower).
+    ``backend``, ``quantize``, ``dtype``, ``max_batch_tokens``: see
+    :class:`~hf_spam.serving.arguments.ServingArguments` (:meth:`from_arguments` takes one).
     """
 
     def __init__(
@@ -62,19 +105,30 @@ class Predictor:
         long_text: LongText = DEFAULT_LONG_TEXT,
         threshold: float | None = None,
         temperature: float | None = None,
+        *,
+        backend: Backend = "torch",
+        quantize: Quantize = "none",
+        dtype: DType = "float32",
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
-        directory = resolve_run(directory)  # a folder, or a hub repo id
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text {long_text!r}: choose one of {LONG_TEXT_MODES}")
+        self.options = ServingArguments(backend=backend, quantize=quantize, dtype=dtype,
+                                        max_batch_tokens=max_batch_tokens, long_text=long_text,
+                                        max_length=max_length, threshold=threshold, temperature=temperature,
+                                        device=device)  # fmt: skip
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if backend == "torch":
+            check_device(self.device, quantize, dtype)  # before anything loads
+        directory = resolve_run(directory)  # a folder, or a hub repo id
+        self.directory = Path(directory)
         self.tokenizer = load_tokenizer(directory)
-        self.model = load_classifier(directory, self.tokenizer).to(self.device).eval()
-        limits = [min(self.tokenizer.model_max_length, 1_000_000), context_length(self.model) or 1_000_000]
+        self.scorer: TextScorer | None = None  # other run kinds (whole-text scorers) set this instead
+        self.model, self.backend, self.id2label, limit = self._load_model(directory)
+        limits = [min(self.tokenizer.model_max_length, 1_000_000), limit or 1_000_000]
         self.max_length = max_length or min(limits)
         self.long_text = long_text
-        self.id2label = getattr(self.model, "id2label", None) or {
-            int(k): v for k, v in self.model.config.id2label.items()
-        }
+        self.max_batch_tokens = max_batch_tokens
         self.operating_point = OperatingPoint.load(run_file(directory, OPERATING_POINT_FILE))
         self.temperature = temperature if temperature is not None else self.operating_point.temperature
         self.threshold = threshold if threshold is not None else self.operating_point.threshold
@@ -89,6 +143,46 @@ class Predictor:
         self._frame = self._special_tokens()
         if self.max_length <= sum(map(len, self._frame)):
             raise ValueError(f"max_length {self.max_length} leaves no room for text")
+        self._log_measured_accuracy()
+
+    @classmethod
+    def from_arguments(cls, directory: str | os.PathLike, args: ServingArguments) -> Predictor:
+        """A Predictor serving ``directory`` as ``args`` say."""
+        return cls(directory, **asdict(args))
+
+    def _load_model(
+        self, directory: Path
+    ) -> tuple[torch.nn.Module | None, TorchBackend | OnnxBackend, dict[int, str], int | None]:
+        """The torch model (None for onnxruntime), the backend that runs it, its classes and context."""
+        options = self.options
+        if options.backend == "onnxruntime":
+            name = ONNX_QUANTIZED if options.quantize == "int8" else ONNX_MODEL
+            path = directory / ONNX_DIR / name
+            record = read_json(directory / ONNX_DIR, ONNX_EXPORT_FILE)
+            if not path.is_file() or record is None:
+                quantize = " --quantize int8" if options.quantize == "int8" else ""
+                raise FileNotFoundError(
+                    f"{path} not found: export the run first (python recipes/export_onnx.py --run "
+                    f"{directory}{quantize})"
+                )
+            id2label = {int(k): v for k, v in record["id2label"].items()}
+            return None, OnnxBackend(path), id2label, record.get("context_length")
+        model = load_classifier(directory, self.tokenizer)
+        model = prepare_torch_model(model, self.device, options.quantize, options.dtype)
+        id2label = getattr(model, "id2label", None) or {int(k): v for k, v in model.config.id2label.items()}
+        return model, TorchBackend(model, self.device), id2label, context_length(model)
+
+    def _log_measured_accuracy(self) -> None:
+        variant = self.options.variant()
+        if variant == "torch-float32":
+            return
+        record = (read_json(self.directory, SERVING_ACCURACY_FILE) or {}).get(variant)
+        if record:
+            logger.info("%s on this run's test split: accuracy %+.2f points against float32 torch (%s)",
+                        variant, record["delta_points"], self.directory / SERVING_ACCURACY_FILE)  # fmt: skip
+        else:
+            logger.info("%s: its accuracy on this run's test split is not measured yet "
+                        "(recipes/predict.py --measure_accuracy)", variant)  # fmt: skip
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The special tokens the tokenizer puts before and after a text (e.g. ``[CLS]``, ``[SEP]``)."""
@@ -97,11 +191,17 @@ class Predictor:
         start = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
         return full[:start], full[start + len(plain) :]
 
-    def windows(self, text: str) -> tuple[list[list[int]], int]:
-        """The token sequences the model reads for ``text`` under :attr:`long_text`, and its token count
-        (special tokens included)."""
+    def _bodies(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's tokens without special tokens: the fast tokenizer on many texts per call."""
+        out: list[list[int]] = []
+        for start in range(0, len(texts), TOKENIZE_CHUNK):
+            chunk = list(texts[start : start + TOKENIZE_CHUNK])
+            out += self.tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
+        return out
+
+    def _cut(self, body: list[int]) -> tuple[list[list[int]], int]:
+        """The windows of one text's tokens under :attr:`long_text`, and its token count."""
         prefix, suffix = self._frame
-        body = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         budget = self.max_length - len(prefix) - len(suffix)
         if len(body) <= budget:
             pieces = [body]
@@ -114,31 +214,48 @@ class Predictor:
             pieces = [body[i : i + budget] for i in range(0, len(body), budget)]
         return [prefix + piece + suffix for piece in pieces], len(body) + len(prefix) + len(suffix)
 
-    @torch.inference_mode()
-    def _window_probabilities(self, sequences: list[list[int]], batch_size: int) -> torch.Tensor:
-        out = []
-        for start in range(0, len(sequences), batch_size):
-            batch = self.tokenizer.pad(
-                {"input_ids": sequences[start : start + batch_size]}, return_tensors="pt"
-            ).to(self.device)
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            out.append(torch.softmax(logits.float() / self.temperature, -1).cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.id2label))
+    def windows(self, text: str) -> tuple[list[list[int]], int]:
+        """The token sequences the model reads for ``text`` under :attr:`long_text`, and its token count
+        (special tokens included)."""
+        return self._cut(self._bodies([text])[0])
 
-    def predict(self, texts: list[str], batch_size: int = 16) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    def window_logits(
+        self, sequences: list[list[int]], batch_size: int | None = None, progress: bool = False
+    ) -> torch.Tensor:
+        """Class logits ``(len(sequences), num_labels)`` of token sequences, in their order: sorted by
+        length, batched up to :attr:`max_batch_tokens` padded tokens (and ``batch_size`` rows)."""
+        out = torch.empty(len(sequences), len(self.id2label))
+        batches = token_budget_batches([len(s) for s in sequences], self.max_batch_tokens, batch_size)
+        bar = tqdm(total=len(sequences), unit="window", disable=not progress, desc="predicting")
+        for batch in batches:
+            padded = self.tokenizer.pad({"input_ids": [sequences[i] for i in batch]}, return_tensors="pt")
+            out[batch] = self.backend.logits(padded["input_ids"], padded["attention_mask"])
+            bar.update(len(batch))
+        bar.close()
+        return out
+
+    def predict(
+        self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False
+    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         """Calibrated class probabilities ``(len(texts), num_labels)`` and, per text, how it was read
-        (``long_text``, ``tokens``, ``chunks``, ``truncated``)."""
+        (``long_text``, ``tokens``, ``chunks``, ``truncated``). ``batch_size``: at most this many windows per
+        batch (default: as many as :attr:`max_batch_tokens` allows); ``progress``: a progress bar."""
+        texts = list(texts)
+        if self.scorer is not None:
+            logits = self.scorer.logits(texts).float()
+            info = [{"long_text": None, "tokens": None, "chunks": 1, "truncated": False} for _ in texts]
+            return torch.softmax(logits / self.temperature, -1), info
         sequences, owners, weights, info = [], [], [], []
         special = sum(map(len, self._frame))
-        for i, text in enumerate(texts):
-            pieces, tokens = self.windows(text)
+        for i, body in enumerate(self._bodies(texts)):
+            pieces, tokens = self._cut(body)
             sequences += pieces
             owners += [i] * len(pieces)
             weights += [max(len(p) - special, 1) for p in pieces]
             kept = sum(len(p) - special for p in pieces) + special
             info.append({"long_text": self.long_text, "tokens": tokens, "chunks": len(pieces),
                          "truncated": kept < tokens})  # fmt: skip
-        probs = self._window_probabilities(sequences, batch_size)
+        probs = torch.softmax(self.window_logits(sequences, batch_size, progress) / self.temperature, -1)
         if len(sequences) == len(texts):
             return probs, info
         weight = torch.tensor(weights, dtype=probs.dtype)[:, None]
@@ -147,7 +264,7 @@ class Predictor:
         norm = torch.zeros(len(texts), 1).index_add_(0, index, weight)
         return total / norm, info
 
-    def probabilities(self, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+    def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
         """Calibrated class probabilities ``(len(texts), num_labels)``."""
         return self.predict(texts, batch_size)[0]
 
@@ -160,11 +277,15 @@ class Predictor:
         return max(range(len(row)), key=row.__getitem__)
 
     def __call__(
-        self, texts: list[str], batch_size: int = 16, threshold: float | None = None
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        threshold: float | None = None,
+        progress: bool = False,
     ) -> list[dict[str, Any]]:
         """One dict per text: ``label``, its ``probability``, every class's ``probabilities``, the
         ``threshold`` and ``temperature`` applied, and how a long text was read."""
-        probs, info = self.predict(texts, batch_size)
+        probs, info = self.predict(texts, batch_size, progress)
         threshold = self.threshold if threshold is None else threshold
         results = []
         for row, read in zip(probs.tolist(), info, strict=True):

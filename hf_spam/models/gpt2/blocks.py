@@ -115,10 +115,11 @@ def attention_mask_4d(attention_mask: torch.Tensor, causal: bool) -> torch.Tenso
     """
     T = attention_mask.shape[1]
     allowed = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-    eye = torch.eye(T, dtype=torch.bool, device=attention_mask.device)
+    index = torch.arange(T, device=attention_mask.device)  # comparisons, not eye/tril: they export to ONNX
+    query, key = index[:, None], index[None, :]
     if causal:
-        allowed = allowed & torch.ones(T, T, dtype=torch.bool, device=attention_mask.device).tril()
-    return allowed | eye  # (B, 1, T, T)
+        allowed = allowed & (key <= query)
+    return allowed | (key == query)  # (B, 1, T, T)
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
