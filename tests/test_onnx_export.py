@@ -12,7 +12,7 @@ from helpers import recipe
 from hf_spam import GPT2Config
 from hf_spam.arguments import ModelArguments
 from hf_spam.data.tokenizer import load_tokenizer
-from hf_spam.models.adapters import LoraArguments, build_adapter_classifier, save_adapter_run
+from hf_spam.models.adapters import AdapterArguments, build_adapter_classifier, save_adapter_run
 from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.models.load import load_classifier
 from hf_spam.run_folder import ONNX_DIR, ONNX_EXPORT_FILE, ONNX_MODEL, ONNX_QUANTIZED
@@ -82,7 +82,7 @@ def test_lora_run_exports_merged_and_matches_its_peft_model(tiny_gpt2_dir, gpt2_
     args = ModelArguments(model=str(tiny_gpt2_dir), implementation="hf_spam", weights="random",
                           trainable="lora", dropout=0.0)  # fmt: skip
     tokenizer = load_tokenizer(gpt2_tokenizer_dir)
-    model, record = build_adapter_classifier(args, ID2LABEL, tokenizer, LoraArguments(lora_r=4), 7)
+    model, record = build_adapter_classifier(args, ID2LABEL, tokenizer, AdapterArguments(lora_r=4), 7)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:

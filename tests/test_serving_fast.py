@@ -16,7 +16,7 @@ from helpers import recipe
 from hf_spam import GPT2Config
 from hf_spam.arguments import ModelArguments
 from hf_spam.data.tokenizer import load_tokenizer
-from hf_spam.models.adapters import LoraArguments, build_adapter_classifier, save_adapter_run
+from hf_spam.models.adapters import AdapterArguments, build_adapter_classifier, save_adapter_run
 from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.models.load import load_classifier
 from hf_spam.run_folder import SERVING_ACCURACY_FILE
@@ -123,23 +123,23 @@ def test_decoder_batches_equal_one_at_a_time_on_either_padding_side(gpt2_dir):
     torch.testing.assert_close(predictor.probabilities(TEXTS, batch_size=3), expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(params=["ours", "bert"])
+@pytest.fixture(params=[("ours", "lora"), ("bert", "lora"), ("ours", "ia3"), ("bert", "ia3")])
 def lora_run(request, tiny_gpt2_dir, tiny_bert_dir, gpt2_tokenizer_dir, tmp_path) -> Path:
-    """A saved LoRA run folder (our GPT-2 on a random base, or a transformers BERT) whose adapter and head
-    are far from zero, so that merging them wrongly would show."""
-    ours = request.param == "ours"
-    args = ModelArguments(model=str(tiny_gpt2_dir if ours else tiny_bert_dir), trainable="lora", dropout=0.0,
+    """A saved run folder of an adapter that merges (LoRA or (IA)^3; our GPT-2 on a random base, or a
+    transformers BERT) whose adapter and head are far from their start, so that merging wrongly would show."""
+    kind, method = request.param
+    ours = kind == "ours"
+    args = ModelArguments(model=str(tiny_gpt2_dir if ours else tiny_bert_dir), trainable=method, dropout=0.0,
                           implementation="hf_spam" if ours else "transformers",
                           weights="random" if ours else "pretrained")  # fmt: skip
     tokenizer = load_tokenizer(gpt2_tokenizer_dir if ours else tiny_bert_dir)
-    model, record = build_adapter_classifier(
-        args, ID2LABEL, tokenizer, LoraArguments(lora_r=4, lora_alpha=8), 3
-    )
+    adapter = AdapterArguments(lora_r=4, lora_alpha=8) if method == "lora" else AdapterArguments()
+    model, record = build_adapter_classifier(args, ID2LABEL, tokenizer, adapter, 3)
     torch.manual_seed(2)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "lora_" in name or "modules_to_save" in name:
-                p.normal_(0.0, 0.3)
+            if "lora_" in name or "ia3_l" in name or "modules_to_save" in name:
+                p.normal_(1.0 if "ia3_l" in name else 0.0, 0.3)
     save_adapter_run(model, tokenizer, tmp_path, record)
     return tmp_path
 
@@ -147,9 +147,9 @@ def lora_run(request, tiny_gpt2_dir, tiny_bert_dir, gpt2_tokenizer_dir, tmp_path
 def test_lora_run_is_served_merged_equal_to_the_peft_model_and_the_folder_is_untouched(lora_run):
     before = folder_digest(lora_run)
     predictor = Predictor(lora_run, device="cpu", threshold=0.5, max_batch_tokens=64)
-    assert not any("lora" in name for name, _ in predictor.model.named_modules())  # merged
+    assert not any(hasattr(m, "base_layer") for m in predictor.model.modules())  # merged: no adapter layer
     unmerged = load_classifier(lora_run)
-    assert any("lora" in name for name, _ in unmerged.named_modules())
+    assert any(hasattr(m, "base_layer") for m in unmerged.modules())
     inputs = predictor.tokenizer(TEXTS, padding=True, truncation=True, max_length=64, return_tensors="pt")
     inputs = {k: inputs[k] for k in ("input_ids", "attention_mask")}
     with torch.no_grad():
