@@ -10,7 +10,9 @@ A finished run holds:
 - the model: ``config.json`` + ``model.safetensors`` (+ the tokenizer), or a peft adapter
   (``adapter_config.json``, ``adapter_model.safetensors``) with ``lora_base.json``, the record that
   rebuilds its base offline; optionally ``merged/`` (the adapter merged into its base);
-- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`).
+- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`);
+- an in-context run (:mod:`hf_spam.in_context`) has no weights of its own: ``in_context.json`` names its
+  decoder and holds its prompt, label words and demonstrations (+ ``in_context_index.safetensors`` for kNN).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_BASE_FILE = "lora_base.json"  # how hf_spam rebuilds an adapter's base (our GPT-2 from its seed)
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
+IN_CONTEXT_FILE = "in_context.json"  # an in-context run: decoder, template, label words, demonstrations
+IN_CONTEXT_INDEX_FILE = "in_context_index.safetensors"  # its kNN demonstrations' training embeddings
 
 MODEL_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",

@@ -25,6 +25,7 @@ import torch
 from ..data.tokenizer import load_tokenizer
 from ..evaluation.operating_point import OperatingPoint
 from ..hub.access import resolve_run
+from ..in_context import load_in_context
 from ..models.load import load_classifier
 from ..run_folder import OPERATING_POINT_FILE, run_file
 
@@ -67,14 +68,22 @@ class Predictor:
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text {long_text!r}: choose one of {LONG_TEXT_MODES}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = load_tokenizer(directory)
-        self.model = load_classifier(directory, self.tokenizer).to(self.device).eval()
-        limits = [min(self.tokenizer.model_max_length, 1_000_000), context_length(self.model) or 1_000_000]
-        self.max_length = max_length or min(limits)
+        self.scorer = load_in_context(directory, self.device)  # an in-context run scores whole texts itself
+        if self.scorer is None:
+            self.tokenizer = load_tokenizer(directory)
+            self.model = load_classifier(directory, self.tokenizer).to(self.device).eval()
+            limits = [
+                min(self.tokenizer.model_max_length, 1_000_000),
+                context_length(self.model) or 1_000_000,
+            ]
+            self.max_length = max_length or min(limits)
         self.long_text = long_text
-        self.id2label = getattr(self.model, "id2label", None) or {
-            int(k): v for k, v in self.model.config.id2label.items()
-        }
+        self.id2label = (
+            self.scorer.id2label
+            if self.scorer
+            else getattr(self.model, "id2label", None)
+            or {int(k): v for k, v in self.model.config.id2label.items()}
+        )
         self.operating_point = OperatingPoint.load(run_file(directory, OPERATING_POINT_FILE))
         self.temperature = temperature if temperature is not None else self.operating_point.temperature
         self.threshold = threshold if threshold is not None else self.operating_point.threshold
@@ -86,6 +95,8 @@ class Predictor:
                 f"{directory}/{OPERATING_POINT_FILE} is for positive class {point.positive_label!r}, "
                 f"but the model's class 1 is {self.id2label.get(1)!r}"
             )
+        if self.scorer is not None:
+            return
         self._frame = self._special_tokens()
         if self.max_length <= sum(map(len, self._frame)):
             raise ValueError(f"max_length {self.max_length} leaves no room for text")
@@ -128,6 +139,9 @@ class Predictor:
     def predict(self, texts: list[str], batch_size: int = 16) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         """Calibrated class probabilities ``(len(texts), num_labels)`` and, per text, how it was read
         (``long_text``, ``tokens``, ``chunks``, ``truncated``)."""
+        if self.scorer is not None:
+            probs = torch.softmax(self.scorer.logits(texts).float() / self.temperature, -1)
+            return probs, self.scorer.describe(texts)
         sequences, owners, weights, info = [], [], [], []
         special = sum(map(len, self._frame))
         for i, text in enumerate(texts):
