@@ -22,7 +22,7 @@ from hf_spam.in_context.classifier import InContextClassifier, Pool, load_embedd
 from hf_spam.in_context.decoder import load_decoder
 from hf_spam.in_context.demonstrations import NearestNeighbours, balanced_random, nearest
 from hf_spam.in_context.prompts import Prompt, PromptBuilder
-from hf_spam.in_context.templates import DEFAULT_TEMPLATES, load_template, render, shared_prefix
+from hf_spam.in_context.templates import DEFAULT_TEMPLATES, load_template, render
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -186,27 +186,35 @@ def test_one_pass_per_prompt_when_one_answer_starts_another(lm_and_tokenizer):
 
 
 # -- calibration -----------------------------------------------------------------------------------------
-def test_contextual_calibration_by_hand(lm_and_tokenizer):
+@pytest.mark.parametrize("demos", ["random", "knn"])
+def test_contextual_calibration_by_hand(lm_and_tokenizer, demos, tiny_bert_dir):
     _, lm, tokenizer = lm_and_tokenizer
-    model = classifier(lm, tokenizer, words=("ham", "spam offer"))
+    neighbours = None
+    if demos == "knn":
+        embedder = load_embedder(str(tiny_bert_dir), lm, tokenizer, 512)
+        neighbours = NearestNeighbours(embedder, embedder(TEXTS), k=2)
+    model = classifier(lm, tokenizer, words=("ham", "spam offer"), neighbours=neighbours)
     answers = model.builder.answers
 
-    def probabilities(text: str) -> torch.Tensor:  # label probabilities of one text in the fixed prompt
-        prompt = model.prompts([text])[0]
+    def probabilities(text: str, shown: list[int]) -> torch.Tensor:  # label probabilities after these demos
+        prompt = model.prompts([text], [shown])[0]
         scores = torch.tensor([by_hand(lm, prompt, a) for a in answers], dtype=torch.float64)
         return scores.exp() / scores.exp().sum()
 
-    p_cf = torch.stack([probabilities(text) for text in CONTENT_FREE]).mean(0)
     raw = model.logits(QUERIES).exp()
     model.calibrated = True
     calibrated = model.logits(QUERIES).exp()
-    for query, p_raw, p_cal in zip(QUERIES, raw, calibrated, strict=True):
-        p = probabilities(query)
+    for query, shown, p_raw, p_cal in zip(QUERIES, model.choose(QUERIES), raw, calibrated, strict=True):
+        p = probabilities(query, shown)
+        p_cf = torch.stack([probabilities(text, shown) for text in CONTENT_FREE]).mean(0)  # the same prompt
+        assert (p_cf - 0.5).abs().max() > 1e-3  # the prompt is biased: calibration changes something
         torch.testing.assert_close(p_raw, p, rtol=1e-5, atol=1e-6)
         w_p = p / p_cf  # W p with W = diag(p_cf)^-1, renormalised
         torch.testing.assert_close(p_cal, w_p / w_p.sum(), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.prior, p_cf, rtol=1e-5, atol=1e-6)
-    assert (p_cf - 0.5).abs().max() > 1e-3  # the prompt is biased: calibration changes something
+    if demos == "random":
+        torch.testing.assert_close(model.prior, p_cf, rtol=1e-5, atol=1e-6)  # one prior, kept
+    else:
+        assert model.prior is None and len(set(map(tuple, model.choose(QUERIES)))) > 1  # one per query
 
 
 def test_auto_calibration_keeps_what_is_better_on_validation():
@@ -271,18 +279,24 @@ def test_balanced_random_demonstrations_are_balanced_seeded_and_vary_with_the_se
 
 
 # -- prompts: templates, trimming, errors ----------------------------------------------------------------
-def test_prompts_share_a_prefix_cut_at_a_newline(lm_and_tokenizer):
+def test_prompts_are_tokenised_whole_and_split_after_the_shared_prefix(lm_and_tokenizer):
     kind, _, tokenizer = lm_and_tokenizer
     builder = PromptBuilder(load_template(None, tokenizer), tokenizer, ["ham", "spam"], 512)
     shown = [("hello there", "ham"), ("win cash", "spam")]
-    text, ids = builder.prefix(tuple(shown))
-    assert ids == tuple(builder.bos + builder.encode(text))
-    assert text.endswith("\n") and builder.render(shown, "anything").startswith(text)
+    prefix = builder.prefix(tuple(shown))
+    text = tokenizer.decode(prefix)
+    assert builder.render(shown, "anything").startswith(text) and text.endswith("Message:")
     assert "win cash" in text and "anything" not in text
-    instruction, _ = builder.prefix(None)  # kNN: demonstrations vary, the instruction is shared
+    instruction = tokenizer.decode(
+        builder.prefix(None)
+    )  # kNN: demonstrations vary, the instruction is shared
     assert "hello" not in instruction and "Classify" in instruction
-    assert shared_prefix(["ab\ncd\nef", "ab\ncd\nxy", "ab\ncz"]) == "ab\n"
-    assert shared_prefix(["no newline here", "no newline there"]) == ""
+    for query in ("a query", "", "\n\nstarts with newlines", ":-) a smile"):
+        prompt = builder.prompt(shown, query, fixed=True)
+        whole = tuple(builder.bos + builder.encode(builder.render(shown, query)))
+        assert prompt.prefix + prompt.body == whole  # caching never changes a token
+        assert prompt.prefix in ((), prefix)
+    assert builder.prompt(shown, "a query", fixed=True).prefix == prefix
     if kind == "plain":
         assert builder.render(shown, "q") == (
             "Classify each message as ham or spam.\n\nMessage: hello there\nLabel: ham\n\n"

@@ -29,6 +29,12 @@ def content_free_prior(scores: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.double(), dim=-1).mean(0)
 
 
+def content_free_prior_rows(scores: torch.Tensor) -> torch.Tensor:
+    """``p_cf`` ``(n, C)``, one per prompt: ``scores`` ``(n, m, C)`` are the ``m`` content-free inputs'
+    summed label-word log-probabilities in each of ``n`` prompts."""
+    return torch.softmax(scores.double(), dim=-1).mean(1)
+
+
 def calibrate(log_probs: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
     """``log_softmax(log p - log p_cf)``; ``prior`` is ``(C,)`` (one prompt) or ``(n, C)`` (one per row)."""
     return torch.log_softmax(log_probs.double() - prior.double().log(), dim=-1)

@@ -25,7 +25,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..run_folder import IN_CONTEXT_FILE, IN_CONTEXT_INDEX_FILE
-from .calibration import CONTENT_FREE, calibrate, content_free_prior, label_log_probs
+from .calibration import CONTENT_FREE, calibrate, content_free_prior, content_free_prior_rows, label_log_probs
 from .decoder import load_decoder
 from .demonstrations import POOLING, Embedder, NearestNeighbours
 from .prompts import Prompt, PromptBuilder
@@ -139,27 +139,40 @@ class InContextClassifier:
             prefixes=self.prefixes,
         )
 
-    def content_free(self, chosen: list[list[int]]) -> torch.Tensor:
-        """``p_cf``: ``(C,)`` for fixed demonstrations (computed once), else ``(n, C)``, one per text's
-        demonstrations (``chosen``)."""
-        if self.fixed is not None:
-            if self.prior is None:
-                self.prior = content_free_prior(
-                    self.score(self.prompts(list(CONTENT_FREE), [self.fixed] * 3))
-                )
-            return self.prior
-        m = len(CONTENT_FREE)
-        rows = [row for row in chosen for _ in range(m)]
-        scores = self.score(self.prompts(list(CONTENT_FREE) * len(chosen), rows))
-        return torch.softmax(scores.double(), -1).view(len(chosen), m, -1).mean(1)
+    def content_free(self) -> torch.Tensor:
+        """``p_cf`` ``(C,)`` of the fixed demonstrations' prompt (computed once, kept in :attr:`prior`)."""
+        assert self.fixed is not None
+        if self.prior is None:
+            prompts = self.prompts(list(CONTENT_FREE), [self.fixed] * len(CONTENT_FREE))
+            self.prior = content_free_prior(self.score(prompts))
+        return self.prior
+
+    def read(
+        self, texts: list[str], chosen: list[list[int]], with_prior: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[Prompt]]:
+        """Raw label log-probabilities ``(n, C)``, the content-free prior (``with_prior``; ``(C,)`` for fixed
+        demonstrations, else ``(n, C)``, one per query's demonstrations) and the prompts.
+
+        Demonstrations chosen per query (kNN): each query's prompt and its content-free prompts share that
+        query's demonstrations, so these are their prefix, run once for the four of them (and not kept)."""
+        if self.fixed is not None or not with_prior:
+            prompts = self.prompts(texts, chosen)
+            raw = label_log_probs(self.score(prompts))
+            return raw, (self.content_free() if with_prior else None), prompts
+        group = 1 + len(CONTENT_FREE)
+        prompts = []
+        for text, rows in zip(texts, chosen, strict=True):
+            shown = [(self.pool.texts[j], self.words[self.pool.labels[j]]) for j in rows]
+            prompts += [self.builder.prompt(shown, query, fixed=True) for query in (text, *CONTENT_FREE)]
+        scores = score_prompts(self.lm, prompts, self.builder.answers, self.batch_size, stats=self.stats)
+        scores = scores.view(len(texts), group, -1)
+        return label_log_probs(scores[:, 0]), content_free_prior_rows(scores[:, 1:]), prompts[::group]
 
     def logits(self, texts: list[str]) -> torch.Tensor:
         """``(n, C)`` label log-probabilities, calibrated when :attr:`calibrated`."""
-        chosen = self.choose(texts)
-        prompts = self.prompts(texts, chosen)
+        raw, prior, prompts = self.read(texts, self.choose(texts), self.calibrated)
         self._last = (list(texts), prompts)
-        log_probs = label_log_probs(self.score(prompts))
-        return calibrate(log_probs, self.content_free(chosen)) if self.calibrated else log_probs
+        return calibrate(raw, prior) if prior is not None else raw
 
     def describe(self, texts: list[str]) -> list[dict[str, Any]]:
         """How each text was read: prompt tokens, demonstrations shown and dropped, text cut or not."""

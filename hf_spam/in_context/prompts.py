@@ -1,11 +1,11 @@
 """Prompts as token ids: a shared prefix (run once, its key/value cache reused) and each query's own body.
 
-:class:`PromptBuilder` renders a prompt (:func:`.templates.render`) and splits it where the text stops
-being the same for every query: for one fixed set of demonstrations, after the demonstrations; for
-demonstrations chosen per query (kNN), after the instruction. A prompt that would not fit the context
-(``max_tokens``, counting the longest answer) loses demonstrations one at a time -- the first shown first,
-which for kNN is the least similar -- and, when none is left, the end of the query text; every such cut is
-counted in :class:`Prompt`.
+:class:`PromptBuilder` renders a prompt (:func:`.templates.render`), tokenises it whole, and splits the
+tokens where they stop being the same for every query: for one fixed set of demonstrations, after the
+demonstrations; for demonstrations chosen per query (kNN), after the instruction. A prompt that would not
+fit the context (``max_tokens``, counting the longest answer) loses demonstrations one at a time -- the
+first shown first, which for kNN is the least similar -- and, when none is left, the end of the query
+text; every such cut is counted in :class:`Prompt`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from .templates import Demonstration, Template, render, shared_prefix
+from .templates import Demonstration, Template, render
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +80,21 @@ class PromptBuilder:
         """The prompt text (see :func:`.templates.render`)."""
         return render(self.template, self.tokenizer, self.words, demonstrations, query)
 
-    def prefix(self, demonstrations: tuple[Demonstration, ...] | None) -> tuple[str, tuple[int, ...]]:
-        """The shared prefix text and ids of prompts with these fixed demonstrations, or, for ``None``, of
-        prompts whose demonstrations vary (the part before any demonstration)."""
+    def prefix(self, demonstrations: tuple[Demonstration, ...] | None) -> tuple[int, ...]:
+        """The token ids every prompt with these fixed demonstrations starts with, or, for ``None``, every
+        prompt whose demonstrations vary (the instruction): the longest common start of the tokens of two
+        probe prompts that differ in their query (and, for ``None``, in their demonstrations)."""
         if demonstrations not in self._prefixes:
+            if len(self._prefixes) >= 4096:  # kNN: one per query's demonstrations; a server runs for long
+                self._prefixes.clear()
             if demonstrations is None:
                 probes = [self.render([], PROBES[0]), self.render([(PROBES[1], self.words[0])], PROBES[0])]
             else:
                 probes = [self.render(list(demonstrations), probe) for probe in PROBES]
-            text = shared_prefix(probes)
-            self._prefixes[demonstrations] = (text, tuple(self.bos + self.encode(text)) if text else ())
+            first, second = (self.bos + self.encode(probe) for probe in probes)
+            shorter = min(len(first), len(second))
+            common = next((i for i in range(shorter) if first[i] != second[i]), shorter)
+            self._prefixes[demonstrations] = tuple(first[:common])
         return self._prefixes[demonstrations]
 
     def prompt(self, demonstrations: list[Demonstration], query: str, fixed: bool) -> Prompt:
@@ -119,11 +124,11 @@ class PromptBuilder:
         return Prompt(prompt.prefix, prompt.body, len(shown), dropped, truncated)
 
     def _split(self, shown: list[Demonstration], query: str, fixed: bool) -> Prompt:
-        text = self.render(shown, query)
-        prefix_text, prefix_ids = self.prefix(tuple(shown) if fixed else None)
-        if not text.startswith(prefix_text):  # a template that writes the shared part differently
-            prefix_text, prefix_ids = "", ()
-        body = self.encode(text[len(prefix_text) :])
-        if not prefix_ids:
-            body = self.bos + body
-        return Prompt(prefix_ids, tuple(body), len(shown))
+        """The whole prompt's tokens (never tokenised in pieces: caching changes no token), split after the
+        shared prefix when they start with it (a query whose first token merges with the prefix's last
+        does not: it runs whole)."""
+        ids = tuple(self.bos + self.encode(self.render(shown, query)))
+        prefix = self.prefix(tuple(shown) if fixed else None)
+        if ids[: len(prefix)] != prefix:
+            prefix = ()
+        return Prompt(prefix, ids[len(prefix) :], len(shown))

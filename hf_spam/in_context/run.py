@@ -35,7 +35,7 @@ from ..run_folder import (
     write_predictions,
 )
 from .arguments import InContextArguments, parse_label_words
-from .calibration import calibrate, choose_calibration, label_log_probs
+from .calibration import calibrate, choose_calibration
 from .classifier import InContextClassifier, Pool, load_embedder
 from .decoder import context_length, load_decoder
 from .demonstrations import POOLING, NearestNeighbours, balanced_random
@@ -155,11 +155,12 @@ def build_classifier(
 
 def score_split(classifier: InContextClassifier, texts: list[str], with_prior: bool) -> dict[str, Any]:
     """A split's raw label log-probabilities, the calibrated ones (``with_prior``; else None), its prompts."""
-    chosen = classifier.choose(texts)
-    prompts = classifier.prompts(texts, chosen)
-    raw = label_log_probs(classifier.score(prompts))
-    calibrated = calibrate(raw, classifier.content_free(chosen)) if with_prior else None
-    return {"raw": raw, "calibrated": calibrated, "prompts": prompts}
+    raw, prior, prompts = classifier.read(texts, classifier.choose(texts), with_prior)
+    return {
+        "raw": raw,
+        "calibrated": calibrate(raw, prior) if prior is not None else None,
+        "prompts": prompts,
+    }
 
 
 def log_trimming(prompts: dict[str, list[Prompt]], max_tokens: int) -> None:

@@ -77,6 +77,7 @@ def score_prompts(
     prefixes already run (filled with those this call runs), for a caller that scores in several calls."""
     device = next(model.parameters()).device
     stats = stats if stats is not None else ScoringStats()
+    keep = prefixes is not None  # else each prefix's key/values are dropped once its bodies are scored
     prefixes = prefixes if prefixes is not None else {}
     rows: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}  # (cached part, sequence) -> row
     needs: dict[int, list[tuple[int, int, list[int], int]]] = defaultdict(
@@ -119,6 +120,8 @@ def score_prompts(
                     )
                     picked = table[torch.arange(len(answer)), torch.tensor(answer, device=table.device)]
                     scores[i, c] = picked.double().sum().item()
+        if not keep:
+            prefixes.pop(cached, None)
     return scores
 
 

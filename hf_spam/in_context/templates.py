@@ -122,15 +122,3 @@ def render(
         messages.append({"role": "assistant", "content": template.answer.replace("{label}", word)})
     messages.append({"role": "user", "content": ask})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def shared_prefix(texts: list[str]) -> str:
-    """The longest common start of ``texts``, cut after its last newline (so the cut never splits a word
-    and the tokens of the part before it are the same whatever follows)."""
-    if not texts:
-        return ""
-    first, common = texts[0], len(texts[0])
-    for text in texts[1:]:
-        common = min(common, len(text))
-        common = next((i for i in range(common) if text[i] != first[i]), common)
-    return first[: first.rfind("\n", 0, common) + 1]
