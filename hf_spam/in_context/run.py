@@ -45,6 +45,7 @@ from .templates import load_template
 logger = logging.getLogger(__name__)
 
 EVALUATED = ("validation", "test")
+Outputs = tuple[torch.Tensor, torch.Tensor]  # a split's logits (label log-probabilities) and labels
 PAIR_SEPARATOR = "\n"  # between text and text_pair, when a split has both
 
 
@@ -58,39 +59,30 @@ def run_in_context(args: InContextArguments, data_args: DataArguments) -> dict[s
     words = label_words(args.label_words, id2label)  # a bad --label_words fails before the model loads
     lm, tokenizer = load_decoder(args.model, args.implementation, args.weights, args.tokenizer, args.seed,
                                  args.dtype)  # fmt: skip
-    template = load_template(args.template, tokenizer)
     max_tokens = min(context_length(lm), data_args.max_length or 1 << 30)
-    builder = PromptBuilder(template, tokenizer, words, max_tokens)
+    builder = PromptBuilder(load_template(args.template, tokenizer), tokenizer, words, max_tokens)
     texts = {name: split_texts(part) for name, part in splits.items()}
     start = time.perf_counter()
     classifier = build_classifier(
         args, lm, tokenizer, builder, id2label, texts["train"], splits["train"]["label"]
     )
-    prepare_seconds = time.perf_counter() - start
+    seconds = {"training": time.perf_counter() - start}
     start = time.perf_counter()
-    scored = {name: score_split(classifier, texts[name], args.calibrate != "off") for name in EVALUATED}
     labels = {name: torch.tensor(splits[name]["label"]) for name in EVALUATED}
-    val_raw, val_cal = scored["validation"]["raw"], scored["validation"]["calibrated"]
-    classifier.calibrated, calibration = choose_calibration(
-        args.calibrate, val_raw, val_cal, labels["validation"]
-    )
-    kind = "calibrated" if classifier.calibrated else "raw"
-    outputs = {name: (scored[name][kind].float(), labels[name]) for name in EVALUATED}
+    outputs, prompts, calibration = evaluate_splits(args, classifier, texts, labels)
     point_args = OperatingPointArguments(threshold_for=args.threshold_for, calibrate="temperature")
     point, point_record = select_operating_point(outputs, id2label, point_args)
-    eval_seconds = time.perf_counter() - start
-    prompts = {name: scored[name]["prompts"] for name in EVALUATED}
-    log_trimming(prompts, builder.max_tokens)
-    details = run_details(args, classifier, calibration, prompts, len(texts["train"]), eval_seconds)
+    seconds["evaluation"] = time.perf_counter() - start
+    details = run_details(args, classifier, calibration, prompts, len(texts["train"]), seconds["evaluation"])
     metrics = metrics_record(
         recipe="in_context", run_dir=run_dir, model=args.model, dataset=data_args.dataset,
-        implementation=f"in_context:{args.implementation}", split_report=report,
+        implementation=f"in_context:{args.implementation}", split_report=report, seconds=seconds,
         splits={n: metrics_from_logits(lg, y) | calibration_metrics(torch.softmax(lg, -1).numpy(), y.numpy())
                 for n, (lg, y) in outputs.items()},
-        seconds={"training": prepare_seconds, "evaluation": eval_seconds}, examples=len(texts["train"]),
-        best={"metric": "val_accuracy", "value": validation_accuracy(outputs), "step": None}, details=details,
+        examples=shown_examples(classifier), details=details, operating_point=point_record,
+        best={"metric": "val_accuracy", "value": validation_accuracy(outputs), "step": None},
         parameters={"trainable": 0, "total": sum(p.numel() for p in lm.parameters())},
-        device=next(lm.parameters()).device, operating_point=point_record,
+        device=next(lm.parameters()).device,
     )  # fmt: skip
     test_logits, test_labels = outputs["test"]
     write_predictions(run_dir / PREDICTIONS_FILE, torch.softmax(test_logits, -1), test_labels)
@@ -101,6 +93,24 @@ def run_in_context(args: InContextArguments, data_args: DataArguments) -> dict[s
     write_json(run_dir / METRICS_FILE, metrics)  # last: a run folder with metrics.json is complete
     logger.info("run folder: %s; test accuracy %.4f", run_dir, metrics["splits"]["test"]["accuracy"])
     return metrics
+
+
+def evaluate_splits(
+    args: InContextArguments, classifier: InContextClassifier, texts: dict[str, list[str]],
+    labels: dict[str, torch.Tensor],
+) -> tuple[dict[str, Outputs], dict[str, list[Prompt]], dict[str, Any]]:  # fmt: skip
+    """Score the validation and test splits, calibrate as ``--calibrate`` decides on validation: the
+    reported logits and labels per split, the prompts, and the calibration record."""
+    scored = {name: score_split(classifier, texts[name], args.calibrate != "off") for name in EVALUATED}
+    val = scored["validation"]
+    classifier.calibrated, calibration = choose_calibration(
+        args.calibrate, val["raw"], val["calibrated"], labels["validation"]
+    )
+    kind = "calibrated" if classifier.calibrated else "raw"
+    outputs = {name: (scored[name][kind].float(), labels[name]) for name in EVALUATED}
+    prompts = {name: scored[name]["prompts"] for name in EVALUATED}
+    log_trimming(prompts, classifier.builder.max_tokens)
+    return outputs, prompts, calibration
 
 
 def run_dir_for(args: InContextArguments, data_args: DataArguments) -> Path:
@@ -163,6 +173,11 @@ def score_split(classifier: InContextClassifier, texts: list[str], with_prior: b
     }
 
 
+def shown_examples(classifier: InContextClassifier) -> int:
+    """The labelled examples the run can show: its fixed demonstrations, or (kNN) the whole pool."""
+    return len(classifier.fixed) if classifier.fixed is not None else len(classifier.pool.texts)
+
+
 def log_trimming(prompts: dict[str, list[Prompt]], max_tokens: int) -> None:
     """A warning with the counts when prompts lost demonstrations or text to fit ``max_tokens``."""
     every = [p for ps in prompts.values() for p in ps]
@@ -175,7 +190,7 @@ def log_trimming(prompts: dict[str, list[Prompt]], max_tokens: int) -> None:
         )  # fmt: skip
 
 
-def validation_accuracy(outputs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> float:
+def validation_accuracy(outputs: dict[str, Outputs]) -> float:
     """Validation accuracy (argmax) of the reported logits."""
     logits, labels = outputs["validation"]
     return float((logits.argmax(-1) == labels).double().mean())
