@@ -10,8 +10,9 @@ words scored (:func:`hf_spam.in_context.scoring.score_prompts`) as
   every message, one message at a time;
 * ``batched``: as ``prefix``, messages sorted by length and scored ``--batch_size`` at a time.
 
-Printed per mode: seconds (the prefix's own forward included), forward passes, token positions computed,
-queries per second, the ratio to ``full`` and to the previous mode, the largest score difference to
+Printed per mode: seconds (the prefix's own forward included, and apart), forward passes, token positions
+computed, queries per second, the ratio to ``full`` (in all, and less the one-time prefix forward: what
+each further message costs) and to the previous mode, the largest score difference to
 ``full`` and the test accuracy of the raw label-word scores (the same in every mode). The 1-minute load
 average before and after each mode is printed too: on a shared machine compare ratios only where it is
 steady.
@@ -59,26 +60,32 @@ def run_mode(name: str, lm, prompts, answers, batch_size: int) -> tuple[dict, to
     scores = score_prompts(lm, prompts, answers, batch_size if batched else 1, reuse_prefix=reuse,
                            group_by_length=batched, stats=stats)  # fmt: skip
     seconds = time.perf_counter() - start
-    row = {"mode": name, "seconds": seconds, "forwards": stats.forwards, "tokens": stats.tokens,
+    row = {"mode": name, "seconds": seconds, "prefix_seconds": stats.prefix_seconds,
+           "forwards": stats.forwards, "tokens": stats.tokens,
            "queries_per_second": len(prompts) / seconds,
            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}  # fmt: skip
     return row, scores
 
 
+def per_message(row: dict) -> float:
+    """Seconds of a mode less its one-time prefix forward: what each further message costs."""
+    return row["seconds"] - row["prefix_seconds"]
+
+
 def table(rows: list[dict]) -> str:
     """The printed comparison (markdown)."""
     lines = [
-        "| mode | seconds | forwards | token positions | queries/s | vs full | vs previous | max score diff "
-        "| test acc | load before/after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | seconds | of which the prefix | forwards | token positions | queries/s | vs full "
+        "| vs full, per message | vs previous | max score diff | test acc | load before/after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows):
         previous = f"{rows[i - 1]['seconds'] / r['seconds']:.2f}x" if i else "-"
         load = r["load_average_1min"]
         lines.append(
-            f"| {r['mode']} | {r['seconds']:.1f} | {r['forwards']} | {r['tokens']} "
-            f"| {r['queries_per_second']:.2f} "
-            f"| {rows[0]['seconds'] / r['seconds']:.2f}x | {previous} | {r['max_score_difference']:.2e} "
+            f"| {r['mode']} | {r['seconds']:.1f} | {r['prefix_seconds']:.1f} | {r['forwards']} "
+            f"| {r['tokens']} | {r['queries_per_second']:.2f} | {rows[0]['seconds'] / r['seconds']:.2f}x "
+            f"| {per_message(rows[0]) / per_message(r):.2f}x | {previous} | {r['max_score_difference']:.2e} "
             f"| {100 * r['test_accuracy']:.2f} % | {load[0]} / {load[1]} |"
         )
     return "\n".join(lines)
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": device, "model": args.model, "k": args.k, "queries": len(prompts),
         "shared_prefix_tokens": len(prompts[0].prefix), "prompt_tokens_mean": sum(lengths) / len(lengths),
         "prompt_tokens_max": max(lengths), "batch_size": args.batch_size, "rows": rows,
+        "prompts_trimmed": sum(p.dropped > 0 or p.truncated for p in prompts),
         "command": sys.argv,
     }  # fmt: skip
     out = Path(args.bench_output)
@@ -136,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2))
     print(f"device: {device}; {args.model}, k = {args.k}, {len(prompts)} test messages; prompt tokens: "
           f"shared prefix {result['shared_prefix_tokens']}, mean {result['prompt_tokens_mean']:.0f}, "
-          f"max {result['prompt_tokens_max']}")  # fmt: skip
+          f"max {result['prompt_tokens_max']}; {result['prompts_trimmed']} trimmed to fit")  # fmt: skip
     print(table(rows))
 
 

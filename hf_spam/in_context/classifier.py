@@ -94,7 +94,7 @@ class InContextClassifier:
         batch_size: int = 16,
     ) -> None:
         if (fixed is None) == (neighbours is None):
-            raise ValueError("give fixed demonstrations or neighbours, not both")
+            raise ValueError("give exactly one of fixed demonstrations and neighbours")
         self.lm, self.tokenizer, self.builder, self.id2label = lm, tokenizer, builder, id2label
         self.pool, self.fixed, self.neighbours, self.batch_size = pool, fixed, neighbours, batch_size
         self.calibrated = False

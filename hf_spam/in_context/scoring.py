@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +34,12 @@ KeyValues = list[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class ScoringStats:
-    """What the scorer ran: forward passes, token positions computed, prefixes cached."""
+    """What the scorer ran: forward passes, token positions computed, prefixes cached and their seconds."""
 
     forwards: int = 0
     tokens: int = 0
     prefixes: int = 0
+    prefix_seconds: float = 0.0
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -101,7 +103,9 @@ def score_prompts(
         key_values = None
         if cached:
             if cached not in prefixes:
+                start = time.perf_counter()
                 prefixes[cached] = prefix_key_values(model, cached, device)
+                stats.prefix_seconds += time.perf_counter() - start
                 stats.prefixes, stats.forwards = stats.prefixes + 1, stats.forwards + 1
                 stats.tokens += len(cached)
             key_values = prefixes[cached]
