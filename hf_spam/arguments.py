@@ -17,6 +17,7 @@ from .cli import parse_args
 from .data import DataArguments
 from .evaluation import OperatingPointArguments
 from .frozen_features import FeatureArguments
+from .in_context import InContextArguments
 from .models import ModelArguments
 from .models.adapters import AdapterArguments
 from .models.arguments import Implementation
@@ -30,6 +31,7 @@ __all__ = [
     "DataArguments",
     "EncoderModelArguments",
     "FeatureArguments",
+    "InContextArguments",
     "ModelArguments",
     "OperatingPointArguments",
     "RecipeSpec",
@@ -83,5 +85,8 @@ RECIPES: dict[str, RecipeSpec] = {
     ),
     "frozen_features": RecipeSpec(
         "hf_spam.commands.frozen_features", (FeatureArguments, DataArguments), uses_accelerate=False
+    ),
+    "in_context": RecipeSpec(
+        "hf_spam.commands.in_context", (InContextArguments, DataArguments), uses_accelerate=False
     ),
 }

@@ -12,7 +12,9 @@ A finished run holds:
   rebuilds its base offline; optionally ``merged/`` (the adapter merged into its base);
 - optionally ``onnx/`` (``model.onnx``, ``model_quantized.onnx``, ``export.json``: ``recipes/export_onnx.py``)
   and ``serving_accuracy.json`` (test accuracy of each serving variant against float32 torch);
-- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`).
+- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`);
+- an in-context run (:mod:`hf_spam.in_context`) has no weights of its own: ``in_context.json`` names its
+  decoder and holds its prompt, label words and demonstrations (+ ``in_context_index.safetensors`` for kNN).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ ONNX_MODEL = "model.onnx"
 ONNX_QUANTIZED = "model_quantized.onnx"
 ONNX_EXPORT_FILE = "export.json"
 SERVING_ACCURACY_FILE = "serving_accuracy.json"  # per serving variant: test accuracy vs float32 torch
+IN_CONTEXT_FILE = "in_context.json"  # an in-context run: decoder, template, label words, demonstrations
+IN_CONTEXT_INDEX_FILE = "in_context_index.safetensors"  # its kNN demonstrations' training embeddings
 
 MODEL_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",

@@ -19,7 +19,7 @@ PACKAGE = REPO / "hf_spam"
 # lowest first: a module may import its own layer and the layers before it, never one after it
 LAYERS = (
     "errors", "run_folder", "cli", "hub", "data", "models", "evaluation", "training", "frozen_features",
-    "serving", "arguments", "study", "commands",
+    "in_context", "serving", "arguments", "study", "commands",
 )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..data.tokenizer import load_tokenizer
 from ..evaluation.operating_point import OperatingPoint
 from ..hub.access import resolve_run
+from ..in_context import load_in_context
 from ..models.load import load_classifier
 from ..run_folder import (
     ONNX_DIR,
@@ -122,13 +123,16 @@ class Predictor:
             check_device(self.device, quantize, dtype)  # before anything loads
         directory = resolve_run(directory)  # a folder, or a hub repo id
         self.directory = Path(directory)
-        self.tokenizer = load_tokenizer(directory)
-        self.scorer: TextScorer | None = None  # other run kinds (whole-text scorers) set this instead
-        self.model, self.backend, self.id2label, limit = self._load_model(directory)
-        limits = [min(self.tokenizer.model_max_length, 1_000_000), limit or 1_000_000]
-        self.max_length = max_length or min(limits)
         self.long_text = long_text
         self.max_batch_tokens = max_batch_tokens
+        self.scorer: TextScorer | None = self._load_scorer(self.directory)
+        if self.scorer is not None:  # a run kind that reads whole texts itself: no model, no windows
+            self.id2label = self.scorer.id2label
+        else:
+            self.tokenizer = load_tokenizer(directory)
+            self.model, self.backend, self.id2label, limit = self._load_model(self.directory)
+            limits = [min(self.tokenizer.model_max_length, 1_000_000), limit or 1_000_000]
+            self.max_length = max_length or min(limits)
         self.operating_point = OperatingPoint.load(run_file(directory, OPERATING_POINT_FILE))
         self.temperature = temperature if temperature is not None else self.operating_point.temperature
         self.threshold = threshold if threshold is not None else self.operating_point.threshold
@@ -140,6 +144,8 @@ class Predictor:
                 f"{directory}/{OPERATING_POINT_FILE} is for positive class {point.positive_label!r}, "
                 f"but the model's class 1 is {self.id2label.get(1)!r}"
             )
+        if self.scorer is not None:
+            return
         self._frame = self._special_tokens()
         if self.max_length <= sum(map(len, self._frame)):
             raise ValueError(f"max_length {self.max_length} leaves no room for text")
@@ -149,6 +155,10 @@ class Predictor:
     def from_arguments(cls, directory: str | os.PathLike, args: ServingArguments) -> Predictor:
         """A Predictor serving ``directory`` as ``args`` say."""
         return cls(directory, **asdict(args))
+
+    def _load_scorer(self, directory: Path) -> TextScorer | None:
+        """The whole-text scorer of a run that is not a classifier model (an in-context run), or None."""
+        return load_in_context(directory, self.device)
 
     def _load_model(
         self, directory: Path
@@ -242,9 +252,14 @@ class Predictor:
         batch (default: as many as :attr:`max_batch_tokens` allows); ``progress``: a progress bar."""
         texts = list(texts)
         if self.scorer is not None:
-            logits = self.scorer.logits(texts).float()
-            info = [{"long_text": None, "tokens": None, "chunks": 1, "truncated": False} for _ in texts]
-            return torch.softmax(logits / self.temperature, -1), info
+            probs = torch.softmax(self.scorer.logits(texts).float() / self.temperature, -1)
+            describe = getattr(self.scorer, "describe", None)
+            info = (
+                describe(texts)
+                if describe
+                else [{"long_text": None, "tokens": None, "chunks": 1, "truncated": False} for _ in texts]
+            )
+            return probs, info
         sequences, owners, weights, info = [], [], [], []
         special = sum(map(len, self._frame))
         for i, body in enumerate(self._bodies(texts)):

@@ -81,6 +81,13 @@ def describe(recipe: str, args: dict[str, Any], metrics: dict[str, Any]) -> dict
     model_args, data = _group(args, "ModelArguments"), _group(args, "DataArguments")
     features, train = _group(args, "FeatureArguments"), _group(args, "TrainArguments")
     details = metrics.get("training", {}).get("details", {})
+    prompting = _group(args, "InContextArguments")
+    if prompting:  # an in-context run: nothing trained, the label words scored after k demonstrations
+        k = prompting.get("k", 0)
+        shots = "zero-shot" if not k else f"{k}-shot {prompting.get('demos', 'random')}"
+        calibrated = ", calibrated" if (details.get("calibration") or {}).get("applied") else ""
+        described = {"model": f"{metrics['model']} ({shots}{calibrated})", "pooled": "label words"}
+        return described | {"weights": str(prompting.get("weights", "")), "trainable": "none", "padding": "-"}
     if features:
         if features.get("method") != "embeddings":
             name = f"{features.get('method', 'tfidf')} {details.get('analyzer', 'word')} n-grams + LR"

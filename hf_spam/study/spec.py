@@ -13,8 +13,8 @@ questions:
 ```
 
 ``recipe`` is ``gpt2``, ``bert``, ``frozen_features``, ``tfidf`` (``frozen_features.py --method tfidf
---analyzer best``: word or character n-grams, whichever is better on validation) -- recipes of the
-installed package (:data:`hf_spam.arguments.RECIPES`), run as ``python -m hf_spam.commands.<module>``
+--analyzer best``: word or character n-grams, whichever is better on validation), ``in_context`` -- recipes
+of the installed package (:data:`hf_spam.arguments.RECIPES`), run as ``python -m hf_spam.commands.<module>``
 -- or the path of a recipe file that declares ``ARGUMENT_GROUPS``. Row arguments must be flags of the
 row's recipe; shared arguments and overrides go to every row whose recipe takes them. Precedence, last
 wins: the recipe's preset, ``shared``, overrides for every row (``--model``, ``--set flag=value``, flags
@@ -96,6 +96,7 @@ BUILTIN = {
         preset={"method": "tfidf", "analyzer": "best"},
         excluded=frozenset(BACKBONE_FLAGS),
     ),
+    "in_context": Recipe("in_context", RECIPES["in_context"]),
 }
 
 
