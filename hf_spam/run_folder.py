@@ -10,7 +10,10 @@ A finished run holds:
 - the model: ``config.json`` + ``model.safetensors`` (+ the tokenizer), or a peft adapter
   (``adapter_config.json``, ``adapter_model.safetensors``) with ``lora_base.json``, the record that
   rebuilds its base offline; optionally ``merged/`` (the adapter merged into its base);
-- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`).
+- while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`);
+- a nearest-neighbour run (``frozen_features.py --method knn``) holds no model: ``knn.json`` (the backbone
+  that embeds texts, the pooling, ``k``, the classes) and ``knn_index.safetensors`` (the training split's
+  unit-length embeddings and labels), which :class:`~hf_spam.serving.Predictor` loads.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_BASE_FILE = "lora_base.json"  # how hf_spam rebuilds an adapter's base (our GPT-2 from its seed)
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
+KNN_FILE = "knn.json"  # marks a nearest-neighbour run: its backbone, pooling, k and classes
+KNN_INDEX_FILE = "knn_index.safetensors"  # its index: the training embeddings (unit length) and labels
 
 MODEL_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",

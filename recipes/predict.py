@@ -4,12 +4,15 @@
     python recipes/predict.py --run outputs/<run> --file texts.txt      # one text per line
     echo "WINNER!! claim your prize" | python recipes/predict.py --run outputs/<run>
     python recipes/predict.py --run your-name/gpt2-spam "see you at 6"     # a repo pushed to the hub
+    python recipes/predict.py --run outputs/<pair run> --pairs "$(printf 'first text\tsecond text')"
 
 Prints one JSON object per text: {"text", "label", "probability", "probabilities", "threshold",
 "temperature", "long_text", "tokens", "chunks", "truncated"}. The run's operating point (threshold and
 temperature chosen on validation, operating_point.json) is applied; --threshold overrides it
 (--threshold 0.5 --temperature 1 gives transformers.pipeline's argmax). A text longer than the model's
 context: --long_text chunks (default: the mean of the windows' probabilities), head_tail or truncate.
+A run trained on sentence pairs (--text_pair_column) takes --pairs: each text is the two texts separated
+by a tab. A nearest-neighbour run (frozen_features.py --method knn) predicts as any other run.
 An error (no such run folder, a bad flag) is one line on stderr; --debug (or HF_SPAM_DEBUG=1) shows the
 traceback.
 """

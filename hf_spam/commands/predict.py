@@ -26,6 +26,18 @@ def read_texts(args: argparse.Namespace) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def split_pairs(texts: list[str]) -> tuple[list[str], list[str]]:
+    """``--pairs``: each text is a sentence pair, its two texts separated by the first tab."""
+    firsts, seconds = [], []
+    for number, text in enumerate(texts, 1):
+        first, tab, second = text.partition("\t")
+        if not tab:
+            raise ValueError(f"--pairs: text {number} ({text[:40]!r}) has no tab between its two texts")
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     """Classify the texts with the run; print one JSON object per text."""
     parser = ArgumentParser(description="Classify texts with a saved hf_spam run.")
@@ -43,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_length", type=int, help="tokens per window (default: the model's context)")
     parser.add_argument("--threshold", type=float, help="probability of class 1 (default: the run's)")
     parser.add_argument("--temperature", type=float, help="softmax temperature (default: the run's)")
+    parser.add_argument(
+        "--pairs", action="store_true",
+        help="for a run trained on sentence pairs (--text_pair_column): each text is two, tab-separated",
+    )  # fmt: skip
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
     args = parser.parse_args(argv)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -57,6 +73,12 @@ def main(argv: list[str] | None = None) -> None:
         temperature=args.temperature,
     )
     texts = read_texts(args)
+    if args.pairs:
+        texts, text_pairs = split_pairs(texts)
+        results = predictor(texts, batch_size=args.batch_size, text_pairs=text_pairs)
+        for text, text_pair, result in zip(texts, text_pairs, results, strict=True):
+            print(json.dumps({"text": text, "text_pair": text_pair, **result}, ensure_ascii=False))
+        return
     for text, result in zip(texts, predictor(texts, batch_size=args.batch_size), strict=True):
         print(json.dumps({"text": text, **result}, ensure_ascii=False))
 

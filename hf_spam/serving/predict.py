@@ -22,17 +22,37 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from ..data.pairs import encode
 from ..data.tokenizer import load_tokenizer
 from ..evaluation.operating_point import OperatingPoint
 from ..hub.access import resolve_run
 from ..models.load import load_classifier
-from ..run_folder import OPERATING_POINT_FILE, run_file
+from ..run_folder import ARGS_FILE, KNN_FILE, OPERATING_POINT_FILE, read_json, run_file
 
 logger = logging.getLogger(__name__)
 
 LongText = Literal["truncate", "head_tail", "chunks"]
 LONG_TEXT_MODES: tuple[str, ...] = get_args(LongText)
 DEFAULT_LONG_TEXT: LongText = "chunks"
+
+
+def load_scorer(directory: str | os.PathLike, device: torch.device) -> Any:
+    """The scorer of a run that holds no saved classifier -- a nearest-neighbour index
+    (:class:`~hf_spam.frozen_features.knn.KnnScorer`) -- or None. A scorer has ``id2label`` and
+    ``logits(texts[, text_pairs])`` ``(n, num_labels)`` (log-probabilities; the Predictor applies the run's
+    temperature and threshold), and may say how it read each text (``reading(texts, text_pairs)``: the
+    ``long_text``, ``tokens``, ``chunks``, ``truncated`` of :meth:`Predictor.predict`)."""
+    if run_file(directory, KNN_FILE) is not None:
+        from ..frozen_features.knn import KnnScorer
+
+        return KnnScorer.load(directory, device)
+    return None
+
+
+def text_pair_column(directory: str | os.PathLike) -> str | None:
+    """The ``--text_pair_column`` the run was trained with (its ``args.json``), None for one text per row."""
+    args = read_json(directory, ARGS_FILE) or {}
+    return (args.get("DataArguments") or {}).get("text_pair_column")
 
 
 def context_length(model: torch.nn.Module) -> int | None:
@@ -67,14 +87,23 @@ class Predictor:
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text {long_text!r}: choose one of {LONG_TEXT_MODES}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.tokenizer = load_tokenizer(directory)
-        self.model = load_classifier(directory, self.tokenizer).to(self.device).eval()
-        limits = [min(self.tokenizer.model_max_length, 1_000_000), context_length(self.model) or 1_000_000]
-        self.max_length = max_length or min(limits)
+        self.text_pair_column = text_pair_column(directory)
+        self.scorer = load_scorer(directory, self.device)  # a run that is no saved classifier (kNN), or None
         self.long_text = long_text
-        self.id2label = getattr(self.model, "id2label", None) or {
-            int(k): v for k, v in self.model.config.id2label.items()
-        }
+        if self.scorer is not None:
+            self.tokenizer, self.model, self.id2label = None, None, self.scorer.id2label
+            self.max_length = max_length
+        else:
+            self.tokenizer = load_tokenizer(directory)
+            self.model = load_classifier(directory, self.tokenizer).to(self.device).eval()
+            limits = [
+                min(self.tokenizer.model_max_length, 1_000_000),
+                context_length(self.model) or 1_000_000,
+            ]
+            self.max_length = max_length or min(limits)
+            self.id2label = getattr(self.model, "id2label", None) or {
+                int(k): v for k, v in self.model.config.id2label.items()
+            }
         self.operating_point = OperatingPoint.load(run_file(directory, OPERATING_POINT_FILE))
         self.temperature = temperature if temperature is not None else self.operating_point.temperature
         self.threshold = threshold if threshold is not None else self.operating_point.threshold
@@ -86,6 +115,8 @@ class Predictor:
                 f"{directory}/{OPERATING_POINT_FILE} is for positive class {point.positive_label!r}, "
                 f"but the model's class 1 is {self.id2label.get(1)!r}"
             )
+        if self.scorer is not None:
+            return
         self._frame = self._special_tokens()
         if self.max_length <= sum(map(len, self._frame)):
             raise ValueError(f"max_length {self.max_length} leaves no room for text")
@@ -125,9 +156,52 @@ class Predictor:
             out.append(torch.softmax(logits.float() / self.temperature, -1).cpu())
         return torch.cat(out) if out else torch.empty(0, len(self.id2label))
 
-    def predict(self, texts: list[str], batch_size: int = 16) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    @torch.inference_mode()
+    def _pair_probabilities(
+        self, texts: list[str], text_pairs: list[str], batch_size: int
+    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        """Sentence pairs, read as in training (:func:`hf_spam.data.pairs.encode`: the pair encoding with its
+        segment ids, or the texts joined), cut to :attr:`max_length` (no windows: a pair is read whole or
+        truncated, and the result says so)."""
+        out, info = [], []
+        for start in range(0, len(texts), batch_size):
+            chunk = slice(start, start + batch_size)
+            full = encode(self.tokenizer, texts[chunk], text_pairs[chunk])["input_ids"]
+            batch = encode(
+                self.tokenizer, texts[chunk], text_pairs[chunk], truncation=True, max_length=self.max_length,
+                padding=True, return_tensors="pt",
+            ).to(self.device)  # fmt: skip
+            inputs = {
+                k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+            logits = self.model(**inputs).logits
+            out.append(torch.softmax(logits.float() / self.temperature, -1).cpu())
+            info += [{"long_text": "truncate", "tokens": len(ids), "chunks": 1,
+                      "truncated": len(ids) > self.max_length} for ids in full]  # fmt: skip
+        return (torch.cat(out) if out else torch.empty(0, len(self.id2label))), info
+
+    def predict(
+        self, texts: list[str], batch_size: int = 16, text_pairs: list[str] | None = None
+    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         """Calibrated class probabilities ``(len(texts), num_labels)`` and, per text, how it was read
-        (``long_text``, ``tokens``, ``chunks``, ``truncated``)."""
+        (``long_text``, ``tokens``, ``chunks``, ``truncated``). ``text_pairs``: the second texts, for a run
+        trained on sentence pairs (and only for one)."""
+        if (text_pairs is not None) != (self.text_pair_column is not None):
+            column = self.text_pair_column
+            wanted = f"sentence pairs (--text_pair_column {column}): give each text's pair" if column else (
+                "one text per example, not pairs"
+            )  # fmt: skip
+            raise ValueError(f"this run reads {wanted}")
+        if self.scorer is not None:
+            logits = (
+                self.scorer.logits(texts) if text_pairs is None else self.scorer.logits(texts, text_pairs)
+            )
+            reading = getattr(self.scorer, "reading", None)  # how each text was read, where it says
+            plain = [{"long_text": "truncate", "chunks": 1} for _ in texts]
+            info = reading(texts, text_pairs) if reading else plain
+            return torch.softmax(logits.float().cpu() / self.temperature, -1), info
+        if text_pairs is not None:
+            return self._pair_probabilities(texts, text_pairs, batch_size)
         sequences, owners, weights, info = [], [], [], []
         special = sum(map(len, self._frame))
         for i, text in enumerate(texts):
@@ -147,9 +221,11 @@ class Predictor:
         norm = torch.zeros(len(texts), 1).index_add_(0, index, weight)
         return total / norm, info
 
-    def probabilities(self, texts: list[str], batch_size: int = 16) -> torch.Tensor:
+    def probabilities(
+        self, texts: list[str], batch_size: int = 16, text_pairs: list[str] | None = None
+    ) -> torch.Tensor:
         """Calibrated class probabilities ``(len(texts), num_labels)``."""
-        return self.predict(texts, batch_size)[0]
+        return self.predict(texts, batch_size, text_pairs)[0]
 
     def decide(self, row: list[float], threshold: float | None = None) -> int:
         """The class id for one row of probabilities: ``p(class 1) >= threshold`` with two classes and a
@@ -160,11 +236,15 @@ class Predictor:
         return max(range(len(row)), key=row.__getitem__)
 
     def __call__(
-        self, texts: list[str], batch_size: int = 16, threshold: float | None = None
+        self,
+        texts: list[str],
+        batch_size: int = 16,
+        threshold: float | None = None,
+        text_pairs: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per text: ``label``, its ``probability``, every class's ``probabilities``, the
         ``threshold`` and ``temperature`` applied, and how a long text was read."""
-        probs, info = self.predict(texts, batch_size)
+        probs, info = self.predict(texts, batch_size, text_pairs)
         threshold = self.threshold if threshold is None else threshold
         results = []
         for row, read in zip(probs.tolist(), info, strict=True):
