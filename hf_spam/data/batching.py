@@ -78,7 +78,8 @@ class PaddingCollator:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        out = {key: batch[key].long() for key in MODEL_INPUTS if key in inputs[0]}
+        keys = [key for key in MODEL_INPUTS if key != "token_type_ids" or key in inputs[0]]  # pairs only
+        out = {key: batch[key].long() for key in keys}
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(example["label"]) for example in features], dtype=torch.long)
         return out
