@@ -146,15 +146,19 @@ def curve_lines(study: Study, curves: dict[str, list[dict[str, Any]]]) -> list[s
 
 def plot_learning_curves(curves: dict[str, list[dict[str, Any]]], path: Path, title: str = "") -> None:
     """Test accuracy against labelled training examples (log scale), one line per row, the 95 % bootstrap
-    interval of each point as its error bar."""
+    interval of each point as its error bar (rows nudged sideways a little, so that bars do not hide each
+    other; the ticks are the sizes)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ticks: set[float] = set()
     for i, (base, points) in enumerate(curves.items()):
         drawn = [p for p in points if p["mean"] is not None and p["examples"]]
         if not drawn:
             continue
-        xs = [p["examples"] for p in drawn]
+        ticks |= {p["examples"] for p in drawn}
+        nudge = 2 ** (0.025 * (i - (len(curves) - 1) / 2))
+        xs = [p["examples"] * nudge for p in drawn]
         ys = [p["mean"] * 100 for p in drawn]
         lows = [(p["mean"] - (p["interval"] or [p["mean"]] * 2)[0]) * 100 for p in drawn]
         highs = [((p["interval"] or [p["mean"]] * 2)[1] - p["mean"]) * 100 for p in drawn]
@@ -164,6 +168,8 @@ def plot_learning_curves(curves: dict[str, list[dict[str, Any]]], path: Path, ti
             linestyle=LINESTYLES[(i // len(colours)) % len(LINESTYLES)], label=base,
         )  # fmt: skip
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(ticks), [f"{t:,.0f}" for t in sorted(ticks)])
+    ax.minorticks_off()
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     _finish(fig, ax, path, title, "labelled training examples (log scale)",
