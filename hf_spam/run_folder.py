@@ -15,6 +15,9 @@ A finished run holds:
 - while training, ``checkpoints/`` (resumable, see :mod:`hf_spam.training.checkpoints`);
 - an in-context run (:mod:`hf_spam.in_context`) has no weights of its own: ``in_context.json`` names its
   decoder and holds its prompt, label words and demonstrations (+ ``in_context_index.safetensors`` for kNN).
+- a nearest-neighbour run (``frozen_features.py --method knn``) holds no model: ``knn.json`` (the backbone
+  that embeds texts, the pooling, ``k``, the classes) and ``knn_index.safetensors`` (the training split's
+  unit-length embeddings and labels), which :class:`~hf_spam.serving.Predictor` loads.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ ONNX_EXPORT_FILE = "export.json"
 SERVING_ACCURACY_FILE = "serving_accuracy.json"  # per serving variant: test accuracy vs float32 torch
 IN_CONTEXT_FILE = "in_context.json"  # an in-context run: decoder, template, label words, demonstrations
 IN_CONTEXT_INDEX_FILE = "in_context_index.safetensors"  # its kNN demonstrations' training embeddings
+KNN_FILE = "knn.json"  # marks a nearest-neighbour run: its backbone, pooling, k and classes
+KNN_INDEX_FILE = "knn_index.safetensors"  # its index: the training embeddings (unit length) and labels
 
 MODEL_FILES = (
     "config.json", "generation_config.json", "model.safetensors", "model-*-of-*.safetensors",

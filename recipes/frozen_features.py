@@ -6,10 +6,14 @@
         --data_source ../shared/data/sms_spam/SMSSpamCollection            # [CLS] by default (encoder)
     python recipes/frozen_features.py --model gpt2 --weights random \
         --tokenizer ../shared/models/gpt2-tokenizer --pooling mean --data_source ...
+    python recipes/frozen_features.py --method knn --implementation transformers \
+        --model ../models/all-MiniLM-L6-v2 --pooling mean --data_source ...     # nearest neighbours
 
 Embeddings are extracted once per backbone and data (cached in $HF_SPAM_CACHE/features/), then
-LogisticRegression's C is chosen on the validation split. A YAML file as first argument gives the defaults.
-Writes outputs/<run>/metrics.json (the layout of the fine-tuning recipes) and args.json.
+LogisticRegression's C is chosen on the validation split (--method knn: the number of neighbours k of a
+cosine vote; its index is saved, and predict.py and the app use the run). A YAML file as first argument
+gives the defaults. Writes outputs/<run>/metrics.json (the layout of the fine-tuning recipes), args.json,
+test_predictions.csv and operating_point.json.
 """
 
 import sys

@@ -7,6 +7,7 @@
     python recipes/predict.py --run outputs/<run> --quantize int8 --file texts.txt          # int8 on CPU
     python recipes/predict.py --run outputs/<run> --quantize int8 --measure_accuracy        # its test cost
     python recipes/predict.py --run outputs/<run> --backend onnxruntime "text"  # after export_onnx.py
+    python recipes/predict.py --run outputs/<pair run> --pairs "$(printf 'first text\tsecond text')"
 
 Prints one JSON object per text: {"text", "label", "probability", "probabilities", "threshold",
 "temperature", "long_text", "tokens", "chunks", "truncated"}. The run's operating point (threshold and
@@ -17,6 +18,8 @@ Texts are tokenised in batches and their windows sorted by length into batches o
 --max_batch_tokens padded tokens (results in input order); a LoRA run is merged in memory (the folder is
 untouched). --measure_accuracy classifies the run's own test split (from args.json) with float32 and with
 the chosen variant and writes the change to <run>/serving_accuracy.json. A long --file shows a progress bar.
+A run trained on sentence pairs (--text_pair_column) takes --pairs: each text is the two texts separated
+by a tab. A nearest-neighbour run (frozen_features.py --method knn) predicts as any other run.
 An error (no such run folder, a bad flag) is one line on stderr; --debug (or HF_SPAM_DEBUG=1) shows the
 traceback.
 """

@@ -15,7 +15,9 @@ from pathlib import Path
 from ..cli import ArgumentParser, command_line
 from ..run_folder import is_finished
 from ..study import apply_overrides, load_study, run_study, select, write_report
+from ..study.curves import expand_train_sizes
 from ..study.runner import RunRecord
+from ..study.spec import parse_train_sizes
 
 logger = logging.getLogger("compare")
 OVERRIDES = ("model", "weights", "tokenizer", "implementation", "dataset", "data_source", "max_train_samples",
@@ -31,6 +33,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", help="replace the study's seeds")
     parser.add_argument("--rows", nargs="+", help="run only these rows (and the questions among them)")
     parser.add_argument("--split_seed", type=int, help="replace the study's split seed")
+    parser.add_argument(
+        "--train_sizes", nargs="+", metavar="N",
+        help="learning curves: run every row at each number of labelled training examples (e.g. 8 16 32 64 "
+        "256 all; balanced, nested subsets drawn per seed; validation and test unchanged)",
+    )  # fmt: skip
     parser.add_argument(
         "--set", dest="settings", action="append", default=[], metavar="[TARGET:]FLAG=VALUE",
         help="a recipe flag for every row, or for one recipe's or row's runs (repeatable)",
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         study.split_seed = args.split_seed
     overrides = {name: getattr(args, name) for name in OVERRIDES if getattr(args, name) is not None}
     apply_overrides(study, overrides, args.settings, extra)
+    if args.train_sizes is not None:
+        study.train_sizes = parse_train_sizes("--train_sizes", args.train_sizes)
+    expand_train_sizes(study)
     study_dir = Path(args.output_dir) / study.name
     start = time.perf_counter()
     if args.report_only:

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {
         "run": metrics["run"],
         "accuracy": {split: round(m["accuracy"], 4) for split, m in metrics["splits"].items()},
-        "best_C": details["best_C"],
+        "best_C": details.get("best_C"),
+        "k": details.get("best_k"),
         "analyzer": details.get("analyzer"),
         "feature_dim": details["feature_dim"],
         "cache_hit": details.get("cache_hit"),

@@ -30,6 +30,18 @@ def read_texts(args: argparse.Namespace) -> list[str]:
     return [line for line in lines if line.strip()]
 
 
+def split_pairs(texts: list[str]) -> tuple[list[str], list[str]]:
+    """``--pairs``: each text is a sentence pair, its two texts separated by the first tab."""
+    firsts, seconds = [], []
+    for number, text in enumerate(texts, 1):
+        first, tab, second = text.partition("\t")
+        if not tab:
+            raise ValueError(f"--pairs: text {number} ({text[:40]!r}) has no tab between its two texts")
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
 def parse(argv: list[str] | None) -> tuple[ServingArguments, argparse.Namespace]:
     """The serving flags (:class:`~hf_spam.serving.ServingArguments`) and this command's own."""
     description = "Classify texts with a saved hf_spam run."
@@ -46,6 +58,10 @@ def parse(argv: list[str] | None) -> tuple[ServingArguments, argparse.Namespace]
         "variant (--quantize, --backend, --dtype); write the accuracy change to <run>/serving_accuracy.json",
     )  # fmt: skip
     parser.add_argument("--max_test_samples", type=int, help="--measure_accuracy on a random subset")
+    parser.add_argument(
+        "--pairs", action="store_true",
+        help="for a run trained on sentence pairs (--text_pair_column): each text is two, tab-separated",
+    )  # fmt: skip
     parser.add_argument("texts", nargs="*", help="texts to classify (default: --file, else stdin)")
     serving, args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
@@ -75,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     predictor = Predictor.from_arguments(args.run, serving)
     texts = read_texts(args)
     progress = len(texts) >= PROGRESS_MIN_TEXTS
+    if args.pairs:
+        texts, text_pairs = split_pairs(texts)
+        results = predictor(texts, batch_size=args.batch_size, progress=progress, text_pairs=text_pairs)
+        for text, text_pair, result in zip(texts, text_pairs, results, strict=True):
+            print(json.dumps({"text": text, "text_pair": text_pair, **result}, ensure_ascii=False))
+        return
     results = predictor(texts, batch_size=args.batch_size, progress=progress)
     for text, result in zip(texts, results, strict=True):
         print(json.dumps({"text": text, **result}, ensure_ascii=False))

@@ -24,7 +24,8 @@ from .cache import get_cache_dir
 from .clean import clean_text
 from .files import load_text_file, resolve_files
 from .labels import parse_label_map
-from .pipeline import load_splits, subset
+from .pairs import PAIR_COLUMN, PAIR_SEPARATOR, encode, join_pairs, pair_record, uses_pair_encoding
+from .pipeline import balanced_subset, load_splits, subset
 from .report import LoadReport, SkippedRow
 from .sources import (
     IMDB_HUB_ID,
@@ -43,6 +44,8 @@ from .tokenizing import resolve_max_length, tokenize
 
 __all__ = [
     "IMDB_HUB_ID",
+    "PAIR_COLUMN",
+    "PAIR_SEPARATOR",
     "SMS_SHA256",
     "SMS_URL",
     "DataArguments",
@@ -52,11 +55,14 @@ __all__ = [
     "PaddingCollator",
     "SkippedRow",
     "SplitReport",
+    "balanced_subset",
     "check_splits",
     "clean_text",
     "dataset_label",
+    "encode",
     "example_lengths",
     "get_cache_dir",
+    "join_pairs",
     "load_dataset_by_name",
     "load_imdb",
     "load_sms_spam",
@@ -67,6 +73,7 @@ __all__ = [
     "make_dataloader",
     "named_dataset",
     "padding_collator",
+    "pair_record",
     "parse_label_map",
     "resolve_files",
     "resolve_max_length",
@@ -74,4 +81,5 @@ __all__ = [
     "subset",
     "summarize",
     "tokenize",
+    "uses_pair_encoding",
 ]

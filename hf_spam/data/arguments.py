@@ -37,6 +37,13 @@ class DataArguments:
     dedup: bool = field(default=False, metadata={"help": "keep duplicate texts in one split (no leakage)"})
     text_column: str = field(default="text", metadata={"help": "text column of a generic file"})
     label_column: str = field(default="label", metadata={"help": "label column of a generic file"})
+    text_pair_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "second text column of sentence pairs (MRPC-style files): encoders read the pair with "
+            "segment ids, decoders and TF-IDF the two texts joined by a newline"
+        },
+    )
     label_names: list[str] | None = field(
         default=None,
         metadata={
@@ -75,6 +82,13 @@ class DataArguments:
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "use a random (seeded) subset of N validation and N test rows"}
     )
+    train_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "learning curves: train on N labelled rows, balanced across classes, drawn with --seed "
+            "(nested: the N rows are the first N of every larger size); validation and test unchanged"
+        },
+    )
     split_seed: int | None = field(
         default=None,
         metadata={
@@ -89,9 +103,11 @@ class DataArguments:
         parse_label_map(self.label_map)  # a malformed map is an error now, not after loading
         if self.label_names is not None and named_dataset(self.dataset) is not None:
             raise ValueError(f"--label_names is for file datasets; {self.dataset}'s classes are fixed")
+        if self.text_pair_column is not None and named_dataset(self.dataset) is not None:
+            raise ValueError(f"--text_pair_column is for file datasets; {self.dataset} has one text per row")
         if self.protocol is None:
             self.protocol = "official" if self.dataset == "imdb" else "book"
-        for name in ("max_length", "max_train_samples", "max_eval_samples"):
+        for name in ("max_length", "max_train_samples", "max_eval_samples", "train_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} must be a positive integer, got {value}")

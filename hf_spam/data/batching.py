@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 Padding = Literal["longest_in_dataset", "max_length", "dynamic", "none"]
 PaddingSide = Literal["right", "left"]
-MODEL_INPUTS = ("input_ids", "attention_mask")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # segment ids: sentence pairs (encoders)
 
 
 def example_lengths(ds: Dataset) -> list[int]:
@@ -47,7 +47,8 @@ def longest_length(ds: Dataset) -> int:
 @dataclass
 class PaddingCollator:
     """Pads a list of examples with ``tokenizer.pad`` into long tensors ``input_ids``,
-    ``attention_mask`` and ``labels`` (from ``label``); other columns are left out.
+    ``attention_mask``, ``token_type_ids`` (where the examples have them: sentence pairs) and ``labels``
+    (from ``label``); other columns are left out.
 
     ``padding`` is ``"longest"`` (pad to the batch's longest), ``"max_length"`` (pad to
     ``max_length``; a longer example is an error, not a silent cut) or ``"do_not_pad"``.
@@ -77,7 +78,8 @@ class PaddingCollator:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        out = {key: batch[key].long() for key in MODEL_INPUTS}
+        keys = [key for key in MODEL_INPUTS if key != "token_type_ids" or key in inputs[0]]  # pairs only
+        out = {key: batch[key].long() for key in keys}
         if "label" in features[0]:
             out["labels"] = torch.tensor([int(example["label"]) for example in features], dtype=torch.long)
         return out

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,7 +61,25 @@ def _missing_column(file: str, column: str, columns: Sequence[str]) -> DataError
     return DataError(file, f"missing column '{column}'; the columns are {list(columns)}", column=column)
 
 
-def _read_delimited(path: Path, text_column: str, label_column: str, delimiter: str) -> Iterator[Entry]:
+@dataclass(frozen=True)
+class Columns:
+    """The columns a file is read by: the text, the label and, for sentence pairs, the second text."""
+
+    text: str = "text"
+    label: str = "label"
+    pair: str | None = None
+
+    @property
+    def wanted(self) -> list[str]:
+        """Every column to read, in the order of an :class:`Entry`'s fields (text, label, pair)."""
+        return [self.text, self.label, *([self.pair] if self.pair else [])]
+
+    def entry(self, line: int, values: Sequence[object]) -> Entry:
+        """An entry of the values of :attr:`wanted`, in that order."""
+        return Entry(line, values[0], values[1], text_pair=values[2] if self.pair else None)
+
+
+def _read_delimited(path: Path, columns: Columns, delimiter: str) -> Iterator[Entry]:
     """Entries of a csv (quoted) or tsv (unquoted) file; numbers are the line each record starts on."""
     bad_lines: dict[int, str] = {}
 
@@ -77,10 +96,10 @@ def _read_delimited(path: Path, text_column: str, label_column: str, delimiter: 
         raise DataError(str(path), "empty file: no header row")
     if 1 in bad_lines:
         raise DataError(str(path), f"header: {bad_lines[1]}", line=1)
-    for column in (text_column, label_column):
+    for column in columns.wanted:
         if column not in header:
             raise _missing_column(str(path), column, header)
-    text_at, label_at = header.index(text_column), header.index(label_column)
+    at = [header.index(column) for column in columns.wanted]
     start = reader.line_num + 1
     while True:
         try:
@@ -99,12 +118,12 @@ def _read_delimited(path: Path, text_column: str, label_column: str, delimiter: 
         elif len(fields) != len(header):
             entry = Entry(start, error=f"{len(fields)} fields, the header has {len(header)}")
         else:
-            entry = Entry(start, fields[text_at], fields[label_at])
+            entry = columns.entry(start, [fields[i] for i in at])
         yield entry
         start = reader.line_num + 1
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> list[Entry]:
+def _read_jsonl(path: Path, columns: Columns) -> list[Entry]:
     entries, seen_keys = [], set()
     for number, line, error in iter_lines(path.read_bytes()):
         if error or line is None or not line.strip():
@@ -119,35 +138,39 @@ def _read_jsonl(path: Path, text_column: str, label_column: str) -> list[Entry]:
             entries.append(Entry(number, error=f"a JSON {type(record).__name__}, not an object"))
             continue
         seen_keys.update(record)
-        missing = [c for c in (text_column, label_column) if c not in record]
+        missing = [c for c in columns.wanted if c not in record]
         if missing:
             entries.append(Entry(number, error=f"missing column '{missing[0]}'; the keys are {list(record)}"))
         else:
-            entries.append(Entry(number, record[text_column], record[label_column]))
-    for column in (text_column, label_column):
+            entries.append(columns.entry(number, [record[c] for c in columns.wanted]))
+    for column in columns.wanted:
         if seen_keys and column not in seen_keys:
             raise _missing_column(str(path), column, sorted(seen_keys))
     return entries
 
 
-def _read_parquet(path: Path, text_column: str, label_column: str) -> list[Entry]:
+def _read_parquet(path: Path, columns: Columns) -> list[Entry]:
     schema = pq.read_schema(path)
-    for column in (text_column, label_column):
+    for column in columns.wanted:
         if column not in schema.names:
             raise _missing_column(str(path), column, schema.names)
-    table = pq.read_table(path, columns=[text_column, label_column])
-    text_type = schema.field(text_column).type
-    binary = pa.types.is_binary(text_type) or pa.types.is_large_binary(text_type)
+    table = pq.read_table(path, columns=columns.wanted)
+    texts = [columns.text, *([columns.pair] if columns.pair else [])]
+    binary = {
+        c for c in texts if pa.types.is_binary(t := schema.field(c).type) or pa.types.is_large_binary(t)
+    }
     entries = []
-    rows = zip(table.column(text_column).to_pylist(), table.column(label_column).to_pylist(), strict=True)
-    for row, (text, label) in enumerate(rows, 1):
-        if binary and text is not None:
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as err:
-                entries.append(Entry(row, error=f"bytes that are not UTF-8 at byte {err.start}"))
-                continue
-        entries.append(Entry(row, text, label))
+    rows = zip(*(table.column(c).to_pylist() for c in columns.wanted), strict=True)
+    for row, values in enumerate(rows, 1):
+        values = list(values)
+        try:
+            for i, column in enumerate(columns.wanted):
+                if column in binary and values[i] is not None:
+                    values[i] = values[i].decode("utf-8")
+        except UnicodeDecodeError as err:
+            entries.append(Entry(row, error=f"bytes that are not UTF-8 at byte {err.start}"))
+            continue
+        entries.append(columns.entry(row, values))
     return entries
 
 
@@ -189,15 +212,15 @@ def resolve_files(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     return files
 
 
-def _read_file(path: Path, text_column: str, label_column: str) -> tuple[list[Entry], Unit]:
+def _read_file(path: Path, columns: Columns) -> tuple[list[Entry], Unit]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return _read_parquet(path, text_column, label_column), "row"
+        return _read_parquet(path, columns), "row"
     if suffix in {".jsonl", ".json"}:
-        return _read_jsonl(path, text_column, label_column), "line"
+        return _read_jsonl(path, columns), "line"
     delimiter = "," if suffix == ".csv" else "\t"
     with _any_field_size():
-        return list(_read_delimited(path, text_column, label_column, delimiter)), "line"
+        return list(_read_delimited(path, columns, delimiter)), "line"
 
 
 def load_text_file(
@@ -209,8 +232,10 @@ def load_text_file(
     clean: bool = False,
     label_map: LabelMap = None,
     return_report: bool = False,
+    text_pair_column: str | None = None,
 ) -> Dataset | tuple[Dataset, LoadReport]:
-    """Load csv / tsv / jsonl / parquet files as a Dataset with columns ``text`` and ``label`` (ClassLabel).
+    """Load csv / tsv / jsonl / parquet files as a Dataset with columns ``text`` and ``label`` (ClassLabel),
+    and ``text_pair`` (the second text of a sentence pair) when ``text_pair_column`` names one.
 
     ``path``: a file, a glob pattern (``data/*.csv``), several separated by commas, or a list; the
     rows of every file are read in that order, with one set of classes. Labels (see
@@ -229,7 +254,7 @@ def load_text_file(
     source = os.fspath(path) if isinstance(path, (str, os.PathLike)) else ",".join(map(os.fspath, path))
     read = []
     for file in files:
-        entries, unit = _read_file(file, text_column, label_column)
+        entries, unit = _read_file(file, Columns(text_column, label_column, text_pair_column))
         for entry in entries:
             entry.file, entry.unit = str(file), unit
         read.append((file, unit, entries))
@@ -238,8 +263,9 @@ def load_text_file(
     parts, report = [], LoadReport(source=source)
     for file, unit, entries in read:
         dataset, part = build_dataset(
-            entries, str(file), on_bad_line=on_bad_line, clean=clean, unit=unit, scheme=scheme
-        )
+            entries, str(file), on_bad_line=on_bad_line, clean=clean, unit=unit, scheme=scheme,
+            pairs=text_pair_column is not None,
+        )  # fmt: skip
         parts.append(dataset)
         report.merge(part)
     if len(files) > 1:

@@ -41,6 +41,7 @@ class Entry:
     error: str | None = None
     file: str | None = None  # when rows of one dataset come from several files (aclImdb, globs)
     unit: Unit = "line"  # how ``line`` counts: physical lines, or data rows (parquet, hub)
+    text_pair: object = None  # the second text of a sentence pair (--text_pair_column), else None
 
 
 @dataclass(frozen=True)

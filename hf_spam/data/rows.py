@@ -19,6 +19,7 @@ from datasets.table import InMemoryTable
 from ..errors import DataError
 from .clean import clean_text
 from .labels import LabelMap, LabelScheme, resolve_labels
+from .pairs import PAIR_COLUMN
 from .report import Entry, LoadReport, OnBadLine, SkippedRow, Unit
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ def iter_lines(data: bytes) -> Iterator[tuple[int, str | None, str | None]]:
             )
 
 
-def _text_problem(text: object) -> str:
+def _text_problem(text: object, what: str = "text") -> str:
     if text is None:
-        return "missing text"
+        return f"missing {what}"
     if not isinstance(text, str):
-        return f"text is {type(text).__name__}, not a string"
-    return "" if text.strip() else "empty text"
+        return f"{what} is {type(text).__name__}, not a string"
+    return "" if text.strip() else f"empty {what}"
 
 
 def build_dataset(
@@ -67,6 +68,7 @@ def build_dataset(
     numeric_strings: bool = False,
     label_map: LabelMap = None,
     scheme: LabelScheme | None = None,
+    pairs: bool = False,
 ) -> tuple[Dataset, LoadReport]:
     """Validate ``entries`` in order and return the kept rows as a Dataset with a :class:`LoadReport`.
 
@@ -75,6 +77,8 @@ def build_dataset(
     entry (structural error, missing/empty text -- also after :func:`clean_text` when ``clean`` --
     or a label that is unknown, out of range or not a whole number) raises :class:`DataError`
     naming ``file`` and the entry's line, or with ``on_bad_line="skip"`` is recorded and skipped.
+    ``pairs``: entries carry a second text (``text_pair``), validated as the text is and kept in a
+    ``text_pair`` column.
     """
     if on_bad_line not in ("error", "skip"):
         raise ValueError(f"on_bad_line must be 'error' or 'skip', not {on_bad_line!r}")
@@ -85,13 +89,17 @@ def build_dataset(
         scheme = resolve_labels(entries, file, label_names, label_map, numeric_strings)
     report = LoadReport(source=file, rows_read=len(entries))
     texts: list[str] = []
+    text_pairs: list[str] = []
     ids: list[int] = []
     for entry in entries:
         reason = entry.error or _text_problem(entry.text)
-        text = entry.text
+        if pairs and not reason:
+            reason = _text_problem(entry.text_pair, PAIR_COLUMN)
+        text, text_pair = entry.text, entry.text_pair
         if not reason and clean:
             text = clean_text(text)  # type: ignore[arg-type]
-            reason = "empty text after clean_text" if not text else ""
+            text_pair = clean_text(text_pair) if pairs else None  # type: ignore[arg-type]
+            reason = "empty text after clean_text" if not text or (pairs and not text_pair) else ""
         label_id = None
         if not reason:
             label_id, reason = scheme.label_id(entry.label)
@@ -101,13 +109,19 @@ def build_dataset(
             report.skipped.append(SkippedRow(entry.file or file, entry.line, reason, unit))
             continue
         texts.append(text)  # type: ignore[arg-type]
+        if pairs:
+            text_pairs.append(text_pair)  # type: ignore[arg-type]
         ids.append(label_id)  # type: ignore[arg-type]
     report.rows_kept = len(texts)
     report.files[file] = (report.rows_read, report.rows_kept, len(report.skipped))
     report.check().log()
     if not texts:
         raise DataError(file, f"no rows kept ({report.rows_read} read, {len(report.skipped)} skipped)")
+    columns = {"text": pa.array(texts, pa.string()), "label": pa.array(ids, pa.int64())}
     features = Features({"text": Value("string"), "label": ClassLabel(names=scheme.names)})
+    if pairs:
+        columns[PAIR_COLUMN] = pa.array(text_pairs, pa.string())
+        features[PAIR_COLUMN] = Value("string")
     # Dataset.from_dict would re-encode every example; the columns are already validated and typed.
-    table = pa.table({"text": pa.array(texts, pa.string()), "label": pa.array(ids, pa.int64())})
+    table = pa.table(columns)
     return Dataset(InMemoryTable(table), info=DatasetInfo(features=features)), report

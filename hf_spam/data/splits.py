@@ -10,9 +10,9 @@ Protocols (``fractions`` are train/validation/test, or train/validation for ``of
 * ``official``: a DatasetDict with ``train`` and ``test`` (IMDB). Test is kept as it is;
   validation is carved from train, stratified by label. Default 90/10.
 
-``dedup=True`` keeps exact-duplicate texts together: rows are grouped by text, groups are
-shuffled and each group goes whole to the split in which its first row would fall. So split sizes
-can move from the row-level cut by less than the size of the group that straddles each boundary
+``dedup=True`` keeps exact-duplicate texts together (sentence pairs: the same two texts): rows are grouped
+by text, groups are shuffled and each group goes whole to the split in which its first row would fall. So
+split sizes can move from the row-level cut by less than the size of the group that straddles each boundary
 (a few rows on SMS), and no text is in two splits (checked). For ``official``, a text that is in
 both the official train and test sets cannot be grouped (test is fixed), so with ``dedup=True``
 its *train* rows are dropped and counted in ``rows_dropped_for_leakage``; test is never touched.
@@ -35,6 +35,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from ..errors import DataError
+from .pairs import PAIR_COLUMN
 from .report import LoadReport, format_table
 
 logger = logging.getLogger(__name__)
@@ -284,6 +285,8 @@ def split(
     fractions = _fractions(protocol, fractions)
     rows, n_train, test = _inputs(dataset, protocol)
     texts = rows[text_column][:]
+    if PAIR_COLUMN in rows.column_names:  # a sentence pair is one example: duplicates are duplicate pairs
+        texts = [f"{a}\0{b}" for a, b in zip(texts, rows[PAIR_COLUMN][:], strict=True)]
     labels = np.asarray(rows[label_column][:], dtype=np.int64)
     check_classes(labels[:n_train].tolist(), rows.features[label_column].names, source)
     parts, undersampled, leaked = _assign(protocol, labels, texts, n_train, seed, fractions, dedup)

@@ -21,6 +21,7 @@ from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase
 
 from .cache import get_cache_dir
+from .pairs import PAIR_COLUMN, PAIR_SEPARATOR, encode, uses_pair_encoding
 
 logger = logging.getLogger(__name__)
 
@@ -43,20 +44,37 @@ def resolve_max_length(tokenizer: PreTrainedTokenizerBase, max_length: int | Non
     return int(limit)
 
 
-def _encode(batch: dict, tokenizer: PreTrainedTokenizerBase, text_column: str, max_length: int) -> dict:
-    """Token ids and mask truncated to ``max_length``, plus ``num_tokens``: the length before truncation."""
-    texts = batch[text_column]
-    full = tokenizer(texts, truncation=False, return_attention_mask=True, verbose=False)
-    ids, mask = full["input_ids"], full["attention_mask"]
-    num_tokens = [len(row) for row in ids]
+def _encode(
+    batch: dict, tokenizer: PreTrainedTokenizerBase, text_column: str, max_length: int, segments: bool
+) -> dict:
+    """Token ids and mask truncated to ``max_length``, plus ``num_tokens``: the length before truncation;
+    with a ``text_pair`` column the pairs as :func:`~hf_spam.data.pairs.encode` reads them, and their
+    ``token_type_ids`` when ``segments``."""
+    texts, pairs = batch[text_column], batch.get(PAIR_COLUMN)
+    keys = ["input_ids", "attention_mask", *(["token_type_ids"] if segments else [])]
+    full = encode(tokenizer, texts, pairs, truncation=False, return_attention_mask=True, verbose=False)
+    out = {key: full[key] for key in keys}
+    num_tokens = [len(row) for row in out["input_ids"]]
     long = [i for i, n in enumerate(num_tokens) if n > max_length]
     if long:  # let the tokenizer truncate (it keeps special tokens such as [SEP] where it should)
-        cut = tokenizer(
-            [texts[i] for i in long], truncation=True, max_length=max_length, return_attention_mask=True
-        )
+        cut = encode(
+            tokenizer, [texts[i] for i in long], None if pairs is None else [pairs[i] for i in long],
+            truncation=True, max_length=max_length, return_attention_mask=True,
+        )  # fmt: skip
         for j, i in enumerate(long):
-            ids[i], mask[i] = cut["input_ids"][j], cut["attention_mask"][j]
-    return {"input_ids": ids, "attention_mask": mask, "num_tokens": num_tokens}
+            for key in keys:
+                out[key][i] = cut[key][j]
+    return out | {"num_tokens": num_tokens}
+
+
+def has_segments(dataset: Dataset, tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether tokenising ``dataset`` gives ``token_type_ids``: sentence pairs read with the tokenizer's pair
+    encoding, by a model that takes segment ids."""
+    return (
+        PAIR_COLUMN in dataset.column_names
+        and uses_pair_encoding(tokenizer)
+        and "token_type_ids" in tokenizer.model_input_names
+    )
 
 
 def tokenize_cache_file(
@@ -68,9 +86,10 @@ def tokenize_cache_file(
     cache_dir: str | os.PathLike | None = None,
 ) -> tuple[Path, str]:
     """The cache file (and the fingerprint of the result) for tokenising ``dataset`` this way."""
-    fingerprint = Hasher.hash(
-        [_VERSION, dataset._fingerprint, Hasher.hash(tokenizer), max_length, text_column, keep_text]
-    )
+    parts = [_VERSION, dataset._fingerprint, Hasher.hash(tokenizer), max_length, text_column, keep_text]
+    if PAIR_COLUMN in dataset.column_names:  # how pairs are read (the tokenizer decides) and joined
+        parts += [PAIR_COLUMN, PAIR_SEPARATOR, uses_pair_encoding(tokenizer)]
+    fingerprint = Hasher.hash(parts)
     return get_cache_dir(cache_dir) / "tokenized" / f"{fingerprint}.arrow", fingerprint
 
 
@@ -88,20 +107,25 @@ def _tokenize_one(
         hit = cache_file.exists()
         logger.info("tokenize: %s %s", "loading cached" if hit else "writing", cache_file)
     features = dataset.features.copy()
+    text_columns = [text_column, *([PAIR_COLUMN] if PAIR_COLUMN in features else [])]
     if not keep_text:
-        del features[text_column]
+        for column in text_columns:
+            del features[column]
+    segments = has_segments(dataset, tokenizer)
     features.update(
         {
             "input_ids": List(Value("int32")),
             "attention_mask": List(Value("int8")),
+            **({"token_type_ids": List(Value("int8"))} if segments else {}),
             "num_tokens": Value("int32"),
         }
     )
+    fn_kwargs = {"tokenizer": tokenizer, "text_column": text_column, "max_length": max_length}
     result = dataset.map(
         _encode,
         batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "text_column": text_column, "max_length": max_length},
-        remove_columns=[] if keep_text else [text_column],
+        fn_kwargs=fn_kwargs | {"segments": segments},
+        remove_columns=[] if keep_text else text_columns,
         features=features,
         num_proc=num_proc,
         cache_file_name=str(cache_file) if caching else None,
@@ -131,7 +155,9 @@ def tokenize(
 
     Adds ``input_ids`` (int32), ``attention_mask`` (always) and ``num_tokens`` (the length
     *before* truncation, so truncation is never silent: the count of truncated rows is logged),
-    keeps ``label`` and other columns, and drops ``text_column`` unless ``keep_text``. Truncates
+    keeps ``label`` and other columns, and drops ``text_column`` unless ``keep_text``. Sentence pairs (a
+    ``text_pair`` column, dropped with the text) are read as :mod:`hf_spam.data.pairs` says, with
+    ``token_type_ids`` where the pair encoding gives segment ids. Truncates
     to ``max_length`` (default: the tokenizer's ``model_max_length``) and does **not** pad:
     :func:`~hf_spam.data.batching.make_dataloader` pads per batch. Results are cached under
     ``cache_dir`` (default ``$HF_SPAM_CACHE``, else ``~/.cache/hf_spam``) and reused by fingerprint.

@@ -9,15 +9,21 @@ from ..models.arguments import Implementation, Weights
 
 FeaturePooling = Literal["cls", "first", "last", "mean"]
 Dtype = Literal["float32", "bfloat16", "float16"]
+Method = Literal["embeddings", "knn", "tfidf", "bow"]
+EMBEDDING_METHODS = ("embeddings", "knn")  # the methods that run a frozen backbone
+DEFAULT_K_GRID: tuple[int, ...] = (1, 3, 5, 7, 9, 15, 21, 31)  # odd: no tied votes between two classes
 
 
 @dataclass
 class FeatureArguments:
     """Frozen features + scikit-learn: which features, which backbone, and the logistic regression."""
 
-    method: Literal["embeddings", "tfidf", "bow"] = field(
+    method: Method = field(
         default="embeddings",
-        metadata={"help": "embeddings: frozen backbone + LR; tfidf / bow: n-grams + LR (no neural network)"},
+        metadata={
+            "help": "embeddings: frozen backbone + LR; knn: frozen backbone + cosine k-nearest-neighbour "
+            "vote (nothing trained); tfidf / bow: n-grams + LR (no neural network)"
+        },
     )
     analyzer: Literal["word", "char", "best"] = field(
         default="word",
@@ -55,6 +61,10 @@ class FeatureArguments:
         metadata={"help": "inverse regularisation strengths tried on validation (space separated)"},
     )
     max_iter: int = field(default=1000, metadata={"help": "LogisticRegression max_iter"})
+    k_grid: list[int] = field(
+        default_factory=lambda: list(DEFAULT_K_GRID),
+        metadata={"help": "knn: numbers of neighbours tried on validation (space separated)"},
+    )
     output_dir: str = field(default="outputs", metadata={"help": "run folders are created inside"})
     run_name: str | None = field(default=None, metadata={"help": "default: method/model-dataset-time"})
     overwrite_output_dir: bool = field(
@@ -73,3 +83,5 @@ class FeatureArguments:
             )
         if not self.C_grid or min(self.C_grid) <= 0:
             raise ValueError(f"--C_grid needs one or more positive values, got {self.C_grid}")
+        if not self.k_grid or min(self.k_grid) < 1:
+            raise ValueError(f"--k_grid needs one or more values >= 1, got {self.k_grid}")

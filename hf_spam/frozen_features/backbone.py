@@ -105,12 +105,19 @@ class Backbone:
                 model = GPT2(self.config) if self.ours else AutoModel.from_config(self.config)
         return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer hidden states ``(B, T, C)`` (final LayerNorm included for GPT-2)."""
+    def hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Last-layer hidden states ``(B, T, C)`` (final LayerNorm included for GPT-2); ``token_type_ids``:
+        the segment ids of sentence pairs (encoders)."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         if self.ours:
             return self.model.hidden_states(input_ids, attention_mask)
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids.to(self.device)}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 
 
 def source_identity(source: str) -> Any:

@@ -26,6 +26,7 @@ from datasets.fingerprint import Hasher
 from ..data import (
     DataArguments,
     PaddingCollator,
+    encode,
     example_lengths,
     get_cache_dir,
     resolve_max_length,
@@ -53,15 +54,43 @@ def _embed_batch(batch: dict, backbone: Backbone, pooling: str, collate: Padding
     """One ``Dataset.map`` batch: pad, run the frozen backbone, pool over real tokens."""
     global EXTRACTION_CALLS
     EXTRACTION_CALLS += 1
+    keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in batch]
     examples = [
-        {"input_ids": ids, "attention_mask": mask}
-        for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        dict(zip(keys, values, strict=True)) for values in zip(*(batch[k] for k in keys), strict=True)
     ]
     inputs = collate(examples)
     with torch.inference_mode():
-        hidden = backbone.hidden_states(inputs["input_ids"], inputs["attention_mask"])
+        hidden = backbone.hidden_states(
+            inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids")
+        )
         pooled = pool(hidden, inputs["attention_mask"], pooling)  # type: ignore[arg-type]
     return {"features": pooled.float().cpu().numpy()}
+
+
+def embed_texts(
+    backbone: Backbone,
+    texts: list[str],
+    text_pairs: list[str] | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Pooled embeddings ``(n, dim)`` of texts (sentence pairs: ``text_pairs``), computed as
+    :func:`extract_features` computes a split's: tokenised alike (cut to ``max_length``), batched longest
+    first, padded on the right. No cache: for new texts (a kNN run's queries)."""
+    pooling = resolve_pooling(pooling, backbone)
+    max_length = resolve_max_length(backbone.tokenizer, max_length)
+    encoded = encode(backbone.tokenizer, texts, text_pairs, truncation=True, max_length=max_length)
+    segments = text_pairs is not None and "token_type_ids" in backbone.tokenizer.model_input_names
+    keys = ["input_ids", "attention_mask", *(["token_type_ids"] if segments else [])]
+    order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+    collate = PaddingCollator(backbone.tokenizer, "longest", padding_side="right")
+    out = np.empty((len(texts), backbone.hidden_size), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = {key: [encoded[key][i] for i in rows] for key in keys}
+        out[rows] = _embed_batch(batch, backbone, pooling, collate)["features"]
+    return out
 
 
 def extract_features(

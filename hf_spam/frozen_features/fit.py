@@ -52,6 +52,15 @@ class FitResult:
         lr = self.model[-1]
         return int(lr.coef_.size + lr.intercept_.size)
 
+    @property
+    def best_value(self) -> float:
+        """The best validation accuracy."""
+        return max(self.val_accuracy_by_C.values())
+
+    def details(self) -> dict[str, Any]:
+        """What metrics.json records of the fit."""
+        return {"best_C": self.best_C, "val_accuracy_by_C": self.val_accuracy_by_C, "refit_on": "train"}
+
 
 def embedding_pipeline(max_iter: int = 1000, seed: int = 123) -> Pipeline:
     """``StandardScaler`` then ``LogisticRegression``: for dense feature vectors such as embeddings."""

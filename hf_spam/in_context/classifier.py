@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from ..data.pairs import join_pairs
 from ..run_folder import IN_CONTEXT_FILE, IN_CONTEXT_INDEX_FILE
 from .calibration import CONTENT_FREE, calibrate, content_free_prior, content_free_prior_rows, label_log_probs
 from .decoder import load_decoder
@@ -168,14 +169,17 @@ class InContextClassifier:
         scores = scores.view(len(texts), group, -1)
         return label_log_probs(scores[:, 0]), content_free_prior_rows(scores[:, 1:]), prompts[::group]
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        """``(n, C)`` label log-probabilities, calibrated when :attr:`calibrated`."""
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
+        """``(n, C)`` label log-probabilities, calibrated when :attr:`calibrated`; a pair's two texts are
+        shown one per line, as in its run."""
+        texts = join_pairs(texts, text_pairs)
         raw, prior, prompts = self.read(texts, self.choose(texts), self.calibrated)
         self._last = (list(texts), prompts)
         return calibrate(raw, prior) if prior is not None else raw
 
-    def describe(self, texts: list[str]) -> list[dict[str, Any]]:
+    def describe(self, texts: list[str], text_pairs: list[str] | None = None) -> list[dict[str, Any]]:
         """How each text was read: prompt tokens, demonstrations shown and dropped, text cut or not."""
+        texts = join_pairs(texts, text_pairs)
         prompts = self._last[1] if self._last and self._last[0] == list(texts) else self.prompts(texts)
         return [
             {"long_text": "in_context", "tokens": len(p), "chunks": 1, "truncated": p.truncated,

@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 
 from ..data import DataArguments, dataset_label, load_splits
+from ..data.pairs import join_pairs
 from ..evaluation import calibration_metrics, metrics_from_logits
 from ..evaluation.operating_point import OperatingPointArguments, select_operating_point
 from ..hub.access import is_local
@@ -46,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 EVALUATED = ("validation", "test")
 Outputs = tuple[torch.Tensor, torch.Tensor]  # a split's logits (label log-probabilities) and labels
-PAIR_SEPARATOR = "\n"  # between text and text_pair, when a split has both
 
 
 def run_in_context(args: InContextArguments, data_args: DataArguments) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def label_words(items: list[str] | None, id2label: dict[int, str]) -> list[str]:
 def split_texts(part: Dataset) -> list[str]:
     """The texts a prompt shows: ``text``, and ``text_pair`` on the next line when the split has one."""
     if "text_pair" in part.column_names:
-        return [f"{a}{PAIR_SEPARATOR}{b}" for a, b in zip(part["text"], part["text_pair"], strict=True)]
+        return join_pairs(part["text"], part["text_pair"])
     return list(part["text"])
 
 

@@ -37,11 +37,15 @@ logger = logging.getLogger(__name__)
 MAX_BATCH_ROWS = 10_000
 
 
-def classify(predictor: Predictor, text: str, threshold: float | None) -> tuple[str, dict[str, float], str]:
-    """The label at ``threshold``, the class probabilities, and one line on how the text was read."""
-    if not text or not text.strip():
-        return "", {}, "type or paste a message"
-    result = predictor([text], threshold=threshold)[0]
+def classify(
+    predictor: Predictor, text: str, threshold: float | None, text_pair: str | None = None
+) -> tuple[str, dict[str, float], str]:
+    """The label at ``threshold``, the class probabilities, and one line on how the text was read;
+    ``text_pair``: the second text, for a run trained on sentence pairs."""
+    if not text or not text.strip() or (predictor.text_pair_column and not (text_pair or "").strip()):
+        return "", {}, "type or paste a message" + (" and its pair" if predictor.text_pair_column else "")
+    pairs = [text_pair or ""] if predictor.text_pair_column else None
+    result = predictor([text], threshold=threshold, text_pairs=pairs)[0]
     how = f"{result['tokens']} tokens, long_text={result['long_text']}, {result['chunks']} window(s)"
     if result["threshold"] is not None:
         positive = predictor.id2label[1]
@@ -51,9 +55,10 @@ def classify(predictor: Predictor, text: str, threshold: float | None) -> tuple[
     return result["label"], result["probabilities"], how
 
 
-def read_batch(path: str | os.PathLike) -> pd.DataFrame:
+def read_batch(path: str | os.PathLike, pair_column: str | None = None) -> pd.DataFrame:
     """The texts (and labels, if any) of an uploaded file: ``.txt`` one text per non-empty line; ``.csv`` /
-    ``.tsv`` the ``text`` column (else the first), with ``label`` when the file has one."""
+    ``.tsv`` the ``text`` column (else the first), with ``label`` when the file has one, and the
+    ``pair_column`` (sentence pairs: the run's second text column, or ``text_pair``) as ``text_pair``."""
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str)
@@ -61,6 +66,13 @@ def read_batch(path: str | os.PathLike) -> pd.DataFrame:
         out = pd.DataFrame({"text": frame[column].fillna("")})
         if "label" in frame.columns and column != "label":
             out["label"] = frame["label"]
+        if pair_column:
+            found = next((c for c in (pair_column, "text_pair") if c in frame.columns), None)
+            if found is None:
+                raise gr.Error(f"{path.name}: this run reads sentence pairs: give a column {pair_column}")
+            out["text_pair"] = frame[found].fillna("")
+    elif pair_column:
+        raise gr.Error(f"{path.name}: this run reads sentence pairs: a .csv or .tsv with {pair_column}")
     else:
         lines = path.read_text(encoding="utf-8").splitlines()
         out = pd.DataFrame({"text": [line for line in lines if line.strip()]})
@@ -76,8 +88,9 @@ def classify_batch(
     ``progress``: a tqdm bar over the batches (the app shows it through ``gr.Progress(track_tqdm=True)``)."""
     if not path:
         return pd.DataFrame(), None, "upload a .csv or .txt file"
-    frame = read_batch(path)
-    results = predictor(frame["text"].tolist(), threshold=threshold, progress=progress)
+    frame = read_batch(path, predictor.text_pair_column)
+    pairs = frame["text_pair"].tolist() if predictor.text_pair_column else None
+    results = predictor(frame["text"].tolist(), threshold=threshold, progress=progress, text_pairs=pairs)
     table = frame.rename(columns={"label": "true_label"})
     table.insert(1, "predicted", [r["label"] for r in results])
     for name in predictor.id2label.values():
@@ -175,15 +188,19 @@ def build_app(
                               label=f"threshold on p({name}) (the run's: {start:.4f})")  # fmt: skip
         with gr.Tab("Classify"):
             text = gr.Textbox(lines=4, label="message", elem_id="message")
+            inputs = [text, threshold]
+            if predictor.text_pair_column:  # a run trained on sentence pairs: the second text too
+                label = f"second text ({predictor.text_pair_column})"
+                inputs.append(gr.Textbox(lines=2, label=label, elem_id="text_pair"))
             button = gr.Button("Classify", variant="primary", elem_id="classify")
             decision = gr.Textbox(label="label", elem_id="decision", interactive=False)
             probabilities = gr.Label(label="class probabilities", show_heading=False, elem_id="probabilities")
             details = gr.Markdown(elem_id="details")
             outputs = [decision, probabilities, details]
-            run_one = lambda t, th: classify(predictor, t, th if binary else None)  # noqa: E731
-            button.click(run_one, [text, threshold], outputs, api_name="classify")
-            text.submit(run_one, [text, threshold], outputs, api_name=False)
-            threshold.release(run_one, [text, threshold], outputs, api_name=False)
+            run_one = lambda t, th, p=None: classify(predictor, t, th if binary else None, p)  # noqa: E731
+            button.click(run_one, inputs, outputs, api_name="classify")
+            text.submit(run_one, inputs, outputs, api_name=False)
+            threshold.release(run_one, inputs, outputs, api_name=False)
             if examples:
                 gr.Examples(
                     [[e["text"]] for e in examples], inputs=[text], label="examples from the test split"

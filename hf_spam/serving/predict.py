@@ -31,12 +31,15 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from ..data.pairs import encode
 from ..data.tokenizer import load_tokenizer
 from ..evaluation.operating_point import OperatingPoint
 from ..hub.access import resolve_run
 from ..in_context import load_in_context
 from ..models.load import load_classifier
 from ..run_folder import (
+    ARGS_FILE,
+    KNN_FILE,
     ONNX_DIR,
     ONNX_EXPORT_FILE,
     ONNX_MODEL,
@@ -60,6 +63,7 @@ from .backends import OnnxBackend, TorchBackend, check_device, prepare_torch_mod
 from .batching import token_budget_batches
 
 logger = logging.getLogger(__name__)
+DEFAULT_PAIR_BATCH = 16  # sentence pairs per batch (they are read whole, not in windows)
 
 __all__ = ["DEFAULT_LONG_TEXT", "LONG_TEXT_MODES", "LongText", "Predictor", "TextScorer", "context_length"]
 
@@ -67,14 +71,39 @@ TOKENIZE_CHUNK = 4096  # texts per call of the fast tokenizer
 
 
 class TextScorer(Protocol):
-    """A run kind that reads whole texts itself (e.g. in-context prompting, kNN): the Predictor applies the
-    temperature, threshold and output format to its per-text logits."""
+    """A run kind that reads whole texts itself (in-context prompting, nearest neighbours): the Predictor
+    applies the temperature, threshold and output format to its per-text logits."""
 
     id2label: dict[int, str]
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        """Class logits ``(len(texts), num_labels)``."""
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
+        """Class logits ``(len(texts), num_labels)`` (log-probabilities are fine)."""
         ...
+
+    def describe(self, texts: list[str], text_pairs: list[str] | None = None) -> list[dict[str, Any]]:
+        """How each text was read: the ``long_text``, ``tokens``, ``chunks``, ``truncated`` of
+        :meth:`Predictor.predict` (and what else the run kind says)."""
+        ...
+
+
+def load_scorer(directory: str | os.PathLike, device: torch.device) -> TextScorer | None:
+    """The scorer of a run that holds no saved classifier -- an in-context run
+    (:class:`~hf_spam.in_context.classifier.InContextClassifier`) or a nearest-neighbour index
+    (:class:`~hf_spam.frozen_features.knn.KnnScorer`) -- or None."""
+    in_context = load_in_context(directory, device)
+    if in_context is not None:
+        return in_context
+    if run_file(directory, KNN_FILE) is not None:
+        from ..frozen_features.knn import KnnScorer
+
+        return KnnScorer.load(directory, device)
+    return None
+
+
+def text_pair_column(directory: str | os.PathLike) -> str | None:
+    """The ``--text_pair_column`` the run was trained with (its ``args.json``), None for one text per row."""
+    args = read_json(directory, ARGS_FILE) or {}
+    return (args.get("DataArguments") or {}).get("text_pair_column")
 
 
 def context_length(model: torch.nn.Module) -> int | None:
@@ -125,9 +154,11 @@ class Predictor:
         self.directory = Path(directory)
         self.long_text = long_text
         self.max_batch_tokens = max_batch_tokens
-        self.scorer: TextScorer | None = self._load_scorer(self.directory)
+        self.text_pair_column = text_pair_column(self.directory)
+        self.scorer: TextScorer | None = load_scorer(self.directory, self.device)
         if self.scorer is not None:  # a run kind that reads whole texts itself: no model, no windows
-            self.id2label = self.scorer.id2label
+            self.tokenizer, self.model, self.id2label = None, None, self.scorer.id2label
+            self.max_length = max_length
         else:
             self.tokenizer = load_tokenizer(directory)
             self.model, self.backend, self.id2label, limit = self._load_model(self.directory)
@@ -155,10 +186,6 @@ class Predictor:
     def from_arguments(cls, directory: str | os.PathLike, args: ServingArguments) -> Predictor:
         """A Predictor serving ``directory`` as ``args`` say."""
         return cls(directory, **asdict(args))
-
-    def _load_scorer(self, directory: Path) -> TextScorer | None:
-        """The whole-text scorer of a run that is not a classifier model (an in-context run), or None."""
-        return load_in_context(directory, self.device)
 
     def _load_model(
         self, directory: Path
@@ -244,22 +271,57 @@ class Predictor:
         bar.close()
         return out
 
+    @torch.inference_mode()
+    def _pair_probabilities(
+        self, texts: list[str], text_pairs: list[str], batch_size: int
+    ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        """Sentence pairs, read as in training (:func:`hf_spam.data.pairs.encode`: the pair encoding with its
+        segment ids, or the texts joined), cut to :attr:`max_length` (no windows: a pair is read whole or
+        truncated, and the result says so)."""
+        out, info = [], []
+        for start in range(0, len(texts), batch_size):
+            chunk = slice(start, start + batch_size)
+            full = encode(self.tokenizer, texts[chunk], text_pairs[chunk])["input_ids"]
+            batch = encode(
+                self.tokenizer, texts[chunk], text_pairs[chunk], truncation=True, max_length=self.max_length,
+                padding=True, return_tensors="pt",
+            ).to(self.device)  # fmt: skip
+            inputs = {
+                k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+            logits = self.model(**inputs).logits
+            out.append(torch.softmax(logits.float() / self.temperature, -1).cpu())
+            info += [{"long_text": "truncate", "tokens": len(ids), "chunks": 1,
+                      "truncated": len(ids) > self.max_length} for ids in full]  # fmt: skip
+        return (torch.cat(out) if out else torch.empty(0, len(self.id2label))), info
+
     def predict(
-        self, texts: Sequence[str], batch_size: int | None = None, progress: bool = False
+        self,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        progress: bool = False,
+        text_pairs: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
         """Calibrated class probabilities ``(len(texts), num_labels)`` and, per text, how it was read
         (``long_text``, ``tokens``, ``chunks``, ``truncated``). ``batch_size``: at most this many windows per
-        batch (default: as many as :attr:`max_batch_tokens` allows); ``progress``: a progress bar."""
+        batch (default: as many as :attr:`max_batch_tokens` allows); ``progress``: a progress bar;
+        ``text_pairs``: the second texts, for a run trained on sentence pairs (and only for one)."""
         texts = list(texts)
+        text_pairs = None if text_pairs is None else list(text_pairs)
+        if (text_pairs is not None) != (self.text_pair_column is not None):
+            column = self.text_pair_column
+            wanted = f"sentence pairs (--text_pair_column {column}): give each text's pair" if column else (
+                "one text per example, not pairs"
+            )  # fmt: skip
+            raise ValueError(f"this run reads {wanted}")
         if self.scorer is not None:
-            probs = torch.softmax(self.scorer.logits(texts).float() / self.temperature, -1)
-            describe = getattr(self.scorer, "describe", None)
-            info = (
-                describe(texts)
-                if describe
-                else [{"long_text": None, "tokens": None, "chunks": 1, "truncated": False} for _ in texts]
-            )
-            return probs, info
+            logits = self.scorer.logits(texts, text_pairs)
+            probs = torch.softmax(logits.float().cpu() / self.temperature, -1)
+            return probs, self.scorer.describe(texts, text_pairs)
+        if text_pairs is not None:
+            if self.model is None:
+                raise ValueError("a sentence-pair run is served by the torch backend only: drop --backend")
+            return self._pair_probabilities(texts, text_pairs, batch_size or DEFAULT_PAIR_BATCH)
         sequences, owners, weights, info = [], [], [], []
         special = sum(map(len, self._frame))
         for i, body in enumerate(self._bodies(texts)):
@@ -279,9 +341,11 @@ class Predictor:
         norm = torch.zeros(len(texts), 1).index_add_(0, index, weight)
         return total / norm, info
 
-    def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> torch.Tensor:
+    def probabilities(
+        self, texts: Sequence[str], batch_size: int | None = None, text_pairs: Sequence[str] | None = None
+    ) -> torch.Tensor:
         """Calibrated class probabilities ``(len(texts), num_labels)``."""
-        return self.predict(texts, batch_size)[0]
+        return self.predict(texts, batch_size, text_pairs)[0]
 
     def decide(self, row: list[float], threshold: float | None = None) -> int:
         """The class id for one row of probabilities: ``p(class 1) >= threshold`` with two classes and a
@@ -297,10 +361,11 @@ class Predictor:
         batch_size: int | None = None,
         threshold: float | None = None,
         progress: bool = False,
+        text_pairs: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per text: ``label``, its ``probability``, every class's ``probabilities``, the
         ``threshold`` and ``temperature`` applied, and how a long text was read."""
-        probs, info = self.predict(texts, batch_size, progress)
+        probs, info = self.predict(texts, batch_size, progress, text_pairs)
         threshold = self.threshold if threshold is None else threshold
         results = []
         for row, read in zip(probs.tolist(), info, strict=True):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..run_folder import write_json
+from .curves import CURVES_PLOT, curve_lines, learning_curves, plot_learning_curves
 from .plots import plot_accuracy_vs_parameters, plot_accuracy_vs_time, plot_validation_curves
 from .results import METRICS, RowResult, collect
 from .runner import RunRecord
@@ -118,7 +119,11 @@ def _question_lines(answers: list[dict[str, Any]]) -> list[str]:
 
 
 def _markdown(
-    study: Study, results: list[RowResult], answers: list[dict[str, Any]], info: dict[str, Any]
+    study: Study,
+    results: list[RowResult],
+    answers: list[dict[str, Any]],
+    info: dict[str, Any],
+    curves: list[str] = (),
 ) -> str:
     lines = [f"# Study `{study.name}`", ""]
     runs = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in info["counts"].items())
@@ -141,8 +146,10 @@ def _markdown(
         "![test accuracy against training time](accuracy_vs_time.png)",
         "",
         "![test accuracy against trainable parameters](accuracy_vs_parameters.png)",
+        "",
         "![validation curves](validation_curves.png)",
         "",
+        *([*curves, ""] if curves else []),
         "## Questions",
         "",
         "Each later row against the first, on the same test examples. A difference is called real when "
@@ -213,12 +220,15 @@ def write_report(
     plot_accuracy_vs_time(results, study_dir / "accuracy_vs_time.png", study.name)
     plot_accuracy_vs_parameters(results, study_dir / "accuracy_vs_parameters.png", study.name)
     plot_validation_curves(results, study_dir / "validation_curves.png", study.name)
-    (study_dir / "report.md").write_text(_markdown(study, results, answers, info))
+    curves = learning_curves(study, results)
+    if curves:
+        plot_learning_curves(curves, study_dir / CURVES_PLOT, study.name)
+    (study_dir / "report.md").write_text(_markdown(study, results, answers, info, curve_lines(study, curves)))
     _csv(results, study_dir / "report.csv")
     report = {
         "study": study.name, "file": str(study.path), "split_seed": study.split_seed, "seeds": study.seeds,
         "written": time.strftime("%Y-%m-%d %H:%M:%S"), **info, "notes": study.notes,
-        "rows": [_row_record(r) for r in results], "questions": answers,
+        "rows": [_row_record(r) for r in results], "questions": answers, "learning_curves": curves,
         "runs": [asdict(r) | {"run_dir": str(r.run_dir), "log": str(r.log)} for r in records],
     }  # fmt: skip
     write_json(study_dir / "report.json", report)

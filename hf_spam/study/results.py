@@ -50,6 +50,7 @@ class RowResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     run_seconds: list[float] = field(default_factory=list)  # every reported phase of each finished run
     devices: list[str] = field(default_factory=list)  # what each finished run ran on (see run_device)
+    train_examples: list[int | None] = field(default_factory=list)  # training rows each finished run used
     test_interval: tuple[float, float] | None = None
 
     def summary(self, key: str) -> dict[str, float | None]:
@@ -89,6 +90,14 @@ def describe(recipe: str, args: dict[str, Any], metrics: dict[str, Any]) -> dict
         described = {"model": f"{metrics['model']} ({shots}{calibrated})", "pooled": "label words"}
         return described | {"weights": str(prompting.get("weights", "")), "trainable": "none", "padding": "-"}
     if features:
+        if features.get("method") == "knn":
+            return {
+                "model": f"{metrics['model']} (frozen) + {details.get('best_k', 'k')}-NN vote",
+                "weights": str(features.get("weights", "")),
+                "pooled": str(features.get("pooling") or "default"),
+                "trainable": "none (index)",
+                "padding": "-",
+            }
         if features.get("method") != "embeddings":
             name = f"{features.get('method', 'tfidf')} {details.get('analyzer', 'word')} n-grams + LR"
             return {"model": name, "weights": "-", "pooled": "-", "trainable": "LR", "padding": "-"}
@@ -137,6 +146,7 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
             seconds = metrics.get("seconds", {})
             result.run_seconds.append(sum(v for v in seconds.values() if isinstance(v, (int, float))))
             result.devices.append(run_device(metrics))
+            result.train_examples.append((metrics.get("split_sizes") or {}).get("train"))
             for key, read in METRICS.items():
                 try:
                     result.values.setdefault(key, []).append(read(metrics))

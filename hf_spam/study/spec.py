@@ -41,7 +41,7 @@ from ..errors import StudyError
 logger = logging.getLogger(__name__)
 
 DEFAULT_SPLIT_SEED = 123
-STUDY_KEYS = {"name", "description", "split_seed", "seeds", "shared", "rows", "questions"}
+STUDY_KEYS = {"name", "description", "split_seed", "seeds", "shared", "rows", "questions", "train_sizes"}
 ROW_KEYS = {"name", "recipe", "args", "note"}
 QUESTION_KEYS = {"title", "rows"}
 RUNNER_FLAGS = {  # set by the runner
@@ -124,6 +124,8 @@ class Row:
     args: dict[str, Any]
     note: str = ""
     pinned: frozenset[str] = frozenset()  # flags the row (or its recipe preset) sets itself
+    base: str | None = None  # learning curves: the study's row this one runs at ``train_size`` examples
+    train_size: int | None = None  # learning curves: labelled training examples (None: all)
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Study:
     split_seed: int = DEFAULT_SPLIT_SEED
     description: str = ""
     notes: list[str] = field(default_factory=list)  # what the overrides changed, for the report
+    train_sizes: list[int | None] = field(default_factory=list)  # learning curves (None: all); see .curves
 
     def row(self, name: str) -> Row:
         """The row called ``name``."""
@@ -265,7 +268,24 @@ def load_study(path: str | Path) -> Study:
         seeds=_int_list(f"{path}: seeds", raw.get("seeds", [DEFAULT_SPLIT_SEED])),
         split_seed=split_seed,
         description=str(raw.get("description") or ""),
+        train_sizes=parse_train_sizes(f"{path}: train_sizes", raw.get("train_sizes") or []),
     )
+
+
+def parse_train_sizes(where: str, values: list[Any]) -> list[int | None]:
+    """Learning-curve sizes: positive integers and ``all`` (-> None), each once, e.g. ``[8, 16, all]``."""
+    if not isinstance(values, list):
+        raise StudyError(f"{where}: expected a list of sizes such as [8, 16, 32, all], got {values!r}")
+    sizes: list[int | None] = []
+    for value in values:
+        text = str(value).strip().lower()
+        if text != "all" and not (text.isdigit() and int(text) > 0):
+            raise StudyError(f"{where}: {value!r} is not a number of training examples (> 0) or 'all'")
+        size = None if text == "all" else int(text)
+        if size in sizes:
+            raise StudyError(f"{where}: {value!r} is listed twice")
+        sizes.append(size)
+    return sizes
 
 
 def parse_setting(text: str) -> tuple[str | None, str, Any]:

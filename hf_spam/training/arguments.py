@@ -92,6 +92,13 @@ class TrainArguments:
     max_steps: int | None = field(
         default=None, metadata={"help": "stop after N optimizer steps (smoke runs)"}
     )
+    min_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "train at least N optimizer steps: when num_epochs passes over a small training set "
+            "(learning curves) give fewer, each epoch passes over it several times"
+        },
+    )
     push_to_hub: bool = field(
         default=False,
         metadata={
@@ -108,7 +115,9 @@ class TrainArguments:
 
     def __post_init__(self) -> None:
         positive = ("num_epochs", "batch_size", "gradient_accumulation_steps", "save_total_limit")
-        optional_positive = ("eval_batch_size", "max_steps", "checkpoint_every", "early_stopping_patience")
+        optional_positive = (
+            "eval_batch_size", "max_steps", "min_steps", "checkpoint_every", "early_stopping_patience"
+        )  # fmt: skip
         for name in positive + optional_positive:
             value = getattr(self, name)
             if (value is not None or name in positive) and value < 1:

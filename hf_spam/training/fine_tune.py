@@ -19,7 +19,7 @@ from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_se
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from ..data import DataArguments, dataset_label
+from ..data import DataArguments, dataset_label, pair_record
 from ..evaluation import OperatingPointArguments, calibration_metrics, metrics_from_logits
 from ..evaluation.operating_point import OperatingPoint, balanced_class_weights, select_operating_point
 from ..hub import check_push, push_run
@@ -46,7 +46,14 @@ from ..run_folder import (
 )
 from .arguments import TrainArguments
 from .checkpoints import find_checkpoint
-from .inputs import PreparedData, in_dataset_order, loader_order, make_loaders, prepare_data
+from .inputs import (
+    PreparedData,
+    in_dataset_order,
+    loader_order,
+    make_loaders,
+    passes_per_epoch,
+    prepare_data,
+)
 from .plots import plot_curves
 from .prefix_cache import PrefixCache, build_prefix_cache
 from .processes import has_accelerator, on_main_process, warn_if_cpu_underused
@@ -111,9 +118,9 @@ def run_classification(
     counts = parameter_counts(model)
     cache, cache_record = build_prefix_cache(
         model, data.token_ids(), accelerator, args.train.cache_frozen, tokenizer.pad_token_id,
-        args.data.padding_side,
+        args.data.padding_side, segments="token_type_ids" in data.tokens["train"].column_names,
     )  # fmt: skip
-    loaders = make_loaders(data, tokenizer, args.data, args.train, cache)
+    loaders = make_loaders(data, tokenizer, args.data, args.train, cache, accelerator.num_processes)
     if accelerator.is_main_process:
         write_args(run_dir, *args.groups())
     accelerator.init_trackers(
@@ -125,6 +132,10 @@ def run_classification(
     point, point_record = select_operating_point(evaluation.outputs, data.id2label, args.point)
     metrics = record_metrics(args, run_dir, data, state, evaluation, accelerator, point_record, counts=counts,
                              cache_record=cache_record, class_weights=class_weights)  # fmt: skip
+    metrics["training"]["details"]["text_pairs"] = pair_record(args.data.text_pair_column, tokenizer)
+    metrics["training"]["details"]["passes_per_epoch"] = passes_per_epoch(
+        len(data.tokens["train"]), args.train, accelerator.num_processes
+    )
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(trainer.model) if args.train.save_model else None
         save_run(args, run_dir, metrics, state, evaluation, point, data, model, tokenizer, adapter_record)

@@ -7,11 +7,12 @@ order. With the frozen-prefix cache, every loader's collator adds the cached sta
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from datasets import DatasetDict
+from datasets import DatasetDict, concatenate_datasets
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
@@ -19,6 +20,8 @@ from ..data import DataArguments, load_splits, longest_length, make_dataloader, 
 from ..run_folder import sample_examples
 from .arguments import TrainArguments
 from .prefix_cache import PrefixCache
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,15 +60,29 @@ def prepare_data(args: DataArguments, tokenizer: PreTrainedTokenizerBase, seed: 
     )
 
 
+def passes_per_epoch(examples: int, train_args: TrainArguments, num_processes: int = 1) -> int:
+    """How many times one epoch goes over the training set: 1, or with ``--min_steps`` as many as
+    ``num_epochs`` epochs need to make at least that many optimizer steps (on ``num_processes``)."""
+    if not train_args.min_steps:
+        return 1
+    per_step = train_args.batch_size * train_args.gradient_accumulation_steps * num_processes
+    passes = 1
+    while (examples * passes // per_step) * train_args.num_epochs < train_args.min_steps:
+        passes += 1
+    return passes
+
+
 def make_loaders(
     data: PreparedData,
     tokenizer: PreTrainedTokenizerBase,
     args: DataArguments,
     train_args: TrainArguments,
     cache: PrefixCache | None = None,
+    num_processes: int = 1,
 ) -> dict[str, DataLoader]:
     """The shuffled training loader (``train_shuffled``), and an evaluation loader per split that runs
-    longest first; with ``cache``, their batches carry the cached frozen-prefix states."""
+    longest first; with ``cache``, their batches carry the cached frozen-prefix states. With ``--min_steps``
+    the training loader's epoch goes over the training set :func:`passes_per_epoch` times."""
     common = {"padding": args.padding, "padding_side": args.padding_side, "pad_to": data.pad_to}
 
     def collate(ds: Any, batch_size: int) -> Any:
@@ -73,6 +90,13 @@ def make_loaders(
         return padded if cache is None else cache.collator(padded)
 
     train = data.tokens["train"]
+    passes = passes_per_epoch(len(train), train_args, num_processes)
+    if passes > 1:
+        logger.info(
+            "--min_steps %d: each epoch goes over the %d training rows %d times",
+            train_args.min_steps, len(train), passes,
+        )  # fmt: skip
+        train = concatenate_datasets([train] * passes)
     shuffled = make_dataloader(
         train, tokenizer, train_args.batch_size, shuffle=True, seed=train_args.seed,
         group_by_length=args.group_by_length, drop_last=train_args.drop_last,

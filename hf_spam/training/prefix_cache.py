@@ -256,14 +256,16 @@ class FrozenPrefix:
 def forward_logits(
     model: nn.Module, batch: dict[str, torch.Tensor], prefix: FrozenPrefix | None = None
 ) -> torch.Tensor:
-    """``model(input_ids, attention_mask).logits``, fed from the cache when the batch carries it."""
+    """``model(input_ids, attention_mask).logits`` (and ``token_type_ids`` where the batch has them: sentence
+    pairs), fed from the cache when the batch carries it."""
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in batch}
     feed = batch.get(FEED_KEY)
     if feed is None:
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return model(**inputs).logits
     if prefix is None:
         raise ValueError(f"the batch carries '{FEED_KEY}' but no FrozenPrefix is attached to feed it")
     with prefix.feeding(feed):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return model(**inputs).logits
 
 
 @dataclass
@@ -388,10 +390,12 @@ def build_prefix_cache(
     mode: str,
     pad_id: int,
     padding_side: str = "right",
+    segments: bool = False,
 ) -> tuple[PrefixCache | None, dict[str, Any]]:
     """With ``--cache_frozen auto`` and a frozen, deterministic lower part (:func:`plan_cache`): compute the
     boundary states of the ``examples`` (token-id lists) missing from the store, and attach the prefix so
-    the frozen blocks are skipped (feed batches through :meth:`PrefixCache.collator`).
+    the frozen blocks are skipped (feed batches through :meth:`PrefixCache.collator`). ``segments``: the
+    examples carry segment ids (sentence pairs), which the cache cannot key: not used.
 
     Returns the cache (None when not used) and the record metrics.json keeps (why, depth, store, examples
     reused and computed, seconds).
@@ -399,6 +403,10 @@ def build_prefix_cache(
     if mode == "off":
         logger.info("frozen-prefix cache: off (--cache_frozen off)")
         return None, {"used": False, "reason": "--cache_frozen off", "seconds": 0.0}
+    if segments:
+        reason = "segment ids (sentence pairs) change the frozen states, and the cache is keyed by token ids"
+        logger.info("frozen-prefix cache: not used: %s", reason)
+        return None, {"used": False, "reason": reason, "seconds": 0.0}
     plan = plan_cache(model, padding_side)
     if not plan.eligible:
         logger.info("frozen-prefix cache: not used: %s", plan.reason)

@@ -45,6 +45,7 @@ BEST_WEIGHTS = "best_trainable.safetensors"  # working copy in run/checkpoints/,
 RESULT_ARGS = (
     "seed", "batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay", "lr_scheduler",
     "warmup_steps", "max_grad_norm", "eval_every", "metric_for_best", "early_stopping_patience", "drop_last",
+    "min_steps",
 )  # fmt: skip
 
 
