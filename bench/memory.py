@@ -1,0 +1,257 @@
+"""Memory and step time of fine-tuning GPT-2 124M -> 1.5B (random weights): the figure to choose a machine by.
+
+Every size (gpt2, gpt2-medium, gpt2-large, gpt2-xl) x what trains (``all``, ``last_block``, ``lora`` r=16 on
+every projection) x activation checkpointing (off / on, ``--gradient_checkpointing``) x precision (float32,
+bfloat16 autocast as ``--mixed_precision bf16``), on the device it runs on. One row = our GPT2Classifier
+with AdamW over the trained parameters (fused, as the recipes), batches of ``--batch`` x ``--seq`` tokens,
+one warm-up step, then ``--steps`` timed steps (forward, loss, backward, optimizer step).
+
+Each row runs in a fresh process. Peak memory: CUDA's ``max_memory_allocated``; on CPUs the peak resident
+set of the process (Linux ``VmHWM``). ``loaded`` is the memory once the model is built (the weights, and on
+CPUs the process itself), ``peak`` the highest during the steps: the weights, the gradients, AdamW's two
+moments (allocated at the first step) and the activations the backward keeps. Before a row
+runs, its peak is estimated from the parameter counts and the activation sizes; a row that would not fit in
+the free memory (or that passes ``--row_timeout``) is reported as not run, with the reason.
+
+    python bench/memory.py                                    # the full table on this machine (see docs)
+    python bench/memory.py --sizes gpt2 --policies all --steps 1 --seq 32    # a quick look
+    python bench/memory.py --device cuda --batch 8 --seq 1024 --steps 10     # on a GPU
+    python bench/memory.py --json docs/bench/memory_cpu.json --markdown docs/bench/memory_cpu.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from hf_spam import GPT2Config
+from hf_spam.models.gpt2 import GPT2_SIZES
+
+SIZES = tuple(GPT2_SIZES)
+POLICIES = ("all", "last_block", "lora")
+LORA_R = 16
+GiB = 2**30
+
+
+@dataclass
+class Row:
+    """One configuration to measure."""
+
+    size: str
+    policy: str
+    checkpointing: bool
+    bf16: bool
+    batch: int
+    seq: int
+    steps: int
+    device: str
+
+
+def parameter_counts(size: str, policy: str) -> tuple[int, int]:
+    """Total and trained parameters of GPT2Classifier(size) (2 labels) under ``policy``, from the config."""
+    c = GPT2Config.from_name(size)
+    d, layers = c.emb_dim, c.n_layers
+    block = 12 * d * d + 13 * d  # qkv, output, MLP (4x) weights and biases, two LayerNorms
+    total = c.vocab_size * d + c.context_length * d + layers * block + 2 * d + 2 * d
+    head = 2 * d + 2 * d  # score (2 labels) + final LayerNorm
+    if policy == "all":
+        return total, total
+    if policy == "last_block":
+        return total, block + head
+    lora = LORA_R * (4 * d + 2 * d + 5 * d + 5 * d) * layers  # A and B of c_attn, c_proj, c_fc, mlp.c_proj
+    return total + lora, lora + 2 * d
+
+
+def estimated_bytes(row: Row) -> int:
+    """A generous estimate of the row's peak: fp32 weights, fp32 gradients and AdamW moments of the trained
+    parameters, autocast's bfloat16 weight copies, and the activations the backward keeps (about 34 values
+    per token and width per block, Korthikanti et al. 2022; only blocks in the backward; one block's plus
+    each block's input with checkpointing), plus the process itself."""
+    c = GPT2Config.from_name(row.size)
+    total, trained = parameter_counts(row.size, row.policy)
+    weights = 4 * total + 12 * trained + (2 * total if row.bf16 else 0)
+    element = 2 if row.bf16 else 4
+    per_block = 34 * row.batch * row.seq * c.emb_dim * element
+    in_backward = c.n_layers if row.policy != "last_block" else 1
+    if row.checkpointing:
+        activations = per_block + in_backward * row.batch * row.seq * c.emb_dim * 4
+    else:
+        activations = in_backward * per_block
+    overhead = 1 * GiB if row.device == "cpu" else 0  # the interpreter, torch, transformers
+    return weights + activations + overhead
+
+
+def free_bytes(device: str) -> int:
+    """Memory a row may use: the GPU's free memory, or the machine's available RAM."""
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info()[0]
+    with open("/proc/meminfo") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def memory_mb(device: str, peak: bool) -> float:
+    """Now (or the peak since the last reset): CUDA allocated, or this process's resident set on CPUs."""
+    if device.startswith("cuda"):
+        return (torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()) / 2**20
+    return _rss_kib("VmHWM" if peak else "VmRSS") / 1024
+
+
+def build(row: Row) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The classifier on the device, the policy applied, checkpointing on if asked; AdamW as the recipes."""
+    from hf_spam.models.adapters import LoraArguments, apply_adapter
+    from hf_spam.models.classifier import GPT2Classifier
+    from hf_spam.models.gradient_checkpointing import enable_gradient_checkpointing
+    from hf_spam.models.trainable import set_trainable
+    from hf_spam.training.trainer import optimizer_for
+
+    torch.manual_seed(0)
+    with torch.device(row.device):
+        model = GPT2Classifier(GPT2Config.from_name(row.size), num_labels=2)
+    if row.policy == "lora":
+        model = apply_adapter(model, LoraArguments(lora_r=LORA_R, lora_alpha=LORA_R))
+    else:
+        set_trainable(model, row.policy)
+    if row.checkpointing:
+        enable_gradient_checkpointing(model)
+    return model.train(), optimizer_for(model, learning_rate=5e-5, weight_decay=0.1)
+
+
+def measure(row: Row) -> dict:
+    """Build the row's model, run one warm-up and ``row.steps`` timed training steps; memory and times."""
+    device = torch.device(row.device)
+    start = time.perf_counter()
+    model, optimizer = build(row)
+    built_s = time.perf_counter() - start
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50256, (row.batch, row.seq), generator=gen).to(device)
+    labels = torch.randint(0, 2, (row.batch,), generator=gen).to(device)
+
+    def step() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        begin = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=row.bf16):
+            logits = model(input_ids=ids).logits
+        F.cross_entropy(logits.float(), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - begin
+
+    loaded = memory_mb(row.device, peak=False)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak resident set starts again from the loaded model
+    warmup = step()
+    times = [step() for _ in range(row.steps)]
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "model_mb": round(loaded), "peak_mb": round(memory_mb(row.device, peak=True)),
+        "step_s": round(statistics.median(times), 3), "warmup_s": round(warmup, 3),
+        "build_s": round(built_s, 1), "trained_parameters": trained,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }  # fmt: skip
+
+
+def run_row(row: Row, timeout: float) -> dict:
+    """Measure ``row`` in a fresh process (its own peak memory), unless it would not fit."""
+    need, free = estimated_bytes(row), free_bytes(row.device)
+    result = {**asdict(row), "estimated_gib": round(need / GiB, 1)}
+    if need > 0.9 * free:
+        return {**result, "not_run": f"needs ~{need / GiB:.1f} GiB, {free / GiB:.1f} GiB free"}
+    cmd = [sys.executable, __file__, "--_row", json.dumps(asdict(row))]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**result, "not_run": f"over --row_timeout {timeout:.0f} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["killed"])[-1]
+        return {**result, "not_run": f"failed: {last[:200]}"}
+    return {**result, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def markdown(results: list[dict], header: dict) -> str:
+    """The table: one line per row, memory in GiB, time per step in seconds."""
+    lines = [
+        f"{header['device']}; batch {header['batch']} x {header['seq']} tokens; median of {header['steps']} "
+        f"steps after one warm-up; torch {header['torch']}; load average at start {header['load_average']}",
+        "",
+        "| model | trains | checkpointing | precision | trained params | loaded GiB | peak GiB | step s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        what = [
+            r["size"],
+            r["policy"],
+            "on" if r["checkpointing"] else "off",
+            "bf16" if r["bf16"] else "fp32",
+        ]
+        if "not_run" in r:
+            lines.append(f"| {' | '.join(what)} | | | | not run: {r['not_run']} |")
+            continue
+        figures = [f"{r['trained_parameters'] / 1e6:,.1f}M", f"{r['model_mb'] / 1024:.2f}",
+                   f"{r['peak_mb'] / 1024:.2f}", f"{r['step_s']:.2f}"]  # fmt: skip
+        lines.append(f"| {' | '.join(what + figures)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    parser.add_argument("--checkpointing", nargs="+", default=["off", "on"], choices=("off", "on"))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seq", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per row (after one warm-up)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--row_timeout", type=float, default=600, help="seconds a row may take")
+    parser.add_argument("--json", default=None, help="also write the rows and settings to this file")
+    parser.add_argument("--markdown", default=None, help="also write the table to this file")
+    parser.add_argument("--_row", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._row:
+        print(json.dumps(measure(Row(**json.loads(args._row)))))
+        return
+    from hf_spam.run_folder import device_description
+
+    header = {"device": device_description(torch.device(args.device)), "batch": args.batch, "seq": args.seq,
+              "steps": args.steps, "torch": torch.__version__,
+              "load_average": [round(x, 1) for x in os.getloadavg()]}  # fmt: skip
+    results = []
+    grid = itertools.product(args.sizes, args.policies, args.checkpointing, args.precisions)
+    for size, policy, checkpointing, precision in grid:
+        row = Row(size, policy, checkpointing == "on", precision == "bf16", args.batch, args.seq, args.steps,
+                  args.device)  # fmt: skip
+        results.append(run_row(row, args.row_timeout))
+        print(json.dumps(results[-1]), flush=True)
+    table = markdown(results, header)
+    print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": header, "rows": results}, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table)
+
+
+if __name__ == "__main__":
+    main()
