@@ -86,9 +86,10 @@ def sharding_device_available() -> bool:
 
 
 def check_launch() -> None:
-    """Refuse, in one line and before any data or model loads, a launch asking for an engine that cannot run
-    here: FSDP, DeepSpeed or Megatron-LM with no GPU (they fail in every process after start-up otherwise),
-    or DeepSpeed when it is not installed. Raises :class:`~hf_spam.errors.LaunchError`."""
+    """Refuse, in one line and before any data or model loads, a launch asking for what cannot run: FSDP,
+    DeepSpeed or Megatron-LM with no GPU (they fail in every process after start-up otherwise), and DeepSpeed
+    or Megatron-LM anywhere: hf_spam's loop does not gather their sharded models (a ZeRO-3 model would be
+    saved empty), FSDP does that job. Raises :class:`~hf_spam.errors.LaunchError`."""
     variable = requested_engine()
     if variable is None:
         return
@@ -96,10 +97,10 @@ def check_launch() -> None:
     origin = f"{variable}=true: accelerate launch {flag}, or a config with distributed_type: {config_type}"
     if not sharding_device_available():
         raise LaunchError(f"{engine} needs a GPU and this machine has none ({origin}); {CPU_INSTEAD}")
-    if engine == "DeepSpeed" and not accelerate.utils.is_deepspeed_available():
+    if engine != "FSDP":
         raise LaunchError(
-            f"DeepSpeed is not installed ({origin}): pip install deepspeed, or shard with FSDP "
-            "(accelerate launch --use_fsdp --fsdp_version 2, see configs/fsdp.yaml)"
+            f"hf_spam's recipes do not run under {engine} ({origin}): to shard the model across GPUs use "
+            "FSDP, accelerate launch --use_fsdp --fsdp_version 2 (see configs/fsdp.yaml)"
         )
 
 

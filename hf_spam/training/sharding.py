@@ -81,6 +81,8 @@ def configure_fsdp(accelerator: Accelerator, model: nn.Module) -> dict[str, Any]
     if not is_fsdp(accelerator):
         return None
     plugin = complete_fsdp_plugin(accelerator.state.fsdp_plugin, model)
+    if plugin.fsdp_version == 1:
+        logger.warning("FSDP1 (accelerate's default): hf_spam is tested with FSDP2, pass --fsdp_version 2")
     record = {
         "fsdp_version": plugin.fsdp_version,
         "wrapped": plugin.transformer_cls_names_to_wrap if plugin.auto_wrap_policy else None,
@@ -131,8 +133,9 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 
 def full_state_dict(model: nn.Module, trainable_only: bool = False) -> dict[str, torch.Tensor]:
-    """The state dict of ``model`` (sharded, or a plain module) as whole CPU tensors under plain names.
-    Sharded, every process must call it and only the main process gets the tensors (the others ``{}``).
+    """The state dict of ``model`` as whole CPU tensors: sharded, under the names of the model before
+    wrapping (every process must call it; only the main process gets the tensors, the others ``{}``); a
+    plain module, under its own names.
     ``trainable_only``: the parameters that require a gradient, no frozen ones and no buffers."""
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -142,9 +145,10 @@ def full_state_dict(model: nn.Module, trainable_only: bool = False) -> dict[str,
         )
         state = get_model_state_dict(model, options=options)
     else:
-        state = {canonical_name(n): t.detach().cpu() for n, t in model.state_dict().items()}
+        state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
     if trainable_only and state:
-        trained = {canonical_name(n) for n, p in model.named_parameters() if p.requires_grad}
+        rename = canonical_name if is_sharded(model) else str
+        trained = {rename(n) for n, p in model.named_parameters() if p.requires_grad}
         state = {name: tensor for name, tensor in state.items() if name in trained}
     return state
 

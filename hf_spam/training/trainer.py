@@ -173,11 +173,9 @@ class Trainer:
         self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = accelerator.prepare(
             model, optimizer, train_loader, eval_loader, scheduler
         )
-        self.trainable_names = [
-            canonical_name(n)
-            for n, p in accelerator.unwrap_model(self.model).named_parameters()
-            if p.requires_grad
-        ]
+        names = [n for n, p in accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad]
+        # sharded, the best weights are gathered under the names of the model before wrapping
+        self.trainable_names = [canonical_name(n) for n in names] if is_sharded(self.model) else names
 
     # -- training -----------------------------------------------------------------------------------
     def train(self) -> TrainState:
