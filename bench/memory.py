@@ -4,24 +4,28 @@ Every size (gpt2, gpt2-medium, gpt2-large, gpt2-xl) x what trains (``all``, ``la
 every projection) x activation checkpointing (off / on, ``--gradient_checkpointing``) x precision (float32,
 bfloat16 autocast as ``--mixed_precision bf16``), on the device it runs on. One row = our GPT2Classifier
 with AdamW over the trained parameters (fused, as the recipes), batches of ``--batch`` x ``--seq`` tokens,
-one warm-up step, then ``--steps`` timed steps (forward, loss, backward, optimizer step).
+``--steps`` training steps (forward, loss, backward, optimizer step) timed one by one.
 
-Each row runs in a fresh process. Peak memory: CUDA's ``max_memory_allocated``; on CPUs the peak resident
-set of the process (Linux ``VmHWM``). ``loaded`` is the memory once the model is built (the weights, and on
-CPUs the process itself), ``peak`` the highest during the steps: the weights, the gradients, AdamW's two
-moments (allocated at the first step) and the activations the backward keeps. Before a row
-runs, its peak is estimated from the parameter counts and the activation sizes; a row that would not fit in
-the free memory (or that passes ``--row_timeout``) is reported as not run, with the reason.
+The rows of one size and policy run in a fresh process, on one model built once (the checkpointing-off rows
+first), each with a fresh optimizer; between rows the gradients and the optimizer state are freed and the
+peak counter reset. Peak memory: CUDA's ``max_memory_allocated``; on CPUs the peak resident set of the
+process (Linux ``VmHWM``). ``loaded`` is the memory before the first step (the weights, and on CPUs the
+process itself), ``peak`` the highest during the steps: the weights, the gradients, AdamW's two moments
+(allocated at the first step) and the activations the backward keeps. Before a row runs, its peak is
+estimated from the parameter counts and the activation sizes; a row that would not fit in the free memory
+(or whose process passes ``--timeout``) is reported as not run, with the reason.
 
-    python bench/memory.py                                    # the full table on this machine (see docs)
-    python bench/memory.py --sizes gpt2 --policies all --steps 1 --seq 32    # a quick look
-    python bench/memory.py --device cuda --batch 8 --seq 1024 --steps 10     # on a GPU
+    python bench/memory.py                 # the full table: on CPUs batch 1 x 32 tokens, 1 step per row
+    python bench/memory.py --sizes gpt2 --policies lora      # a quick look
+    python bench/memory.py --device cuda   # on a GPU: batch 8 x 512 tokens, the median of 9 steps
     python bench/memory.py --json docs/bench/memory_cpu.json --markdown docs/bench/memory_cpu.md
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import itertools
 import json
 import os
@@ -111,88 +115,127 @@ def memory_mb(device: str, peak: bool) -> float:
     return _rss_kib("VmHWM" if peak else "VmRSS") / 1024
 
 
-def build(row: Row) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The classifier on the device, the policy applied, checkpointing on if asked; AdamW as the recipes."""
+def build(row: Row) -> torch.nn.Module:
+    """The classifier on the device (random weights) with the row's trainable policy applied."""
     from hf_spam.models.adapters import LoraArguments, apply_adapter
     from hf_spam.models.classifier import GPT2Classifier
-    from hf_spam.models.gradient_checkpointing import enable_gradient_checkpointing
     from hf_spam.models.trainable import set_trainable
-    from hf_spam.training.trainer import optimizer_for
 
     torch.manual_seed(0)
     with torch.device(row.device):
         model = GPT2Classifier(GPT2Config.from_name(row.size), num_labels=2)
     if row.policy == "lora":
-        model = apply_adapter(model, LoraArguments(lora_r=LORA_R, lora_alpha=LORA_R))
-    else:
-        set_trainable(model, row.policy)
-    if row.checkpointing:
-        enable_gradient_checkpointing(model)
-    return model.train(), optimizer_for(model, learning_rate=5e-5, weight_decay=0.1)
+        return apply_adapter(model, LoraArguments(lora_r=LORA_R, lora_alpha=LORA_R)).train()
+    set_trainable(model, row.policy)
+    return model.train()
 
 
-def measure(row: Row) -> dict:
-    """Build the row's model, run one warm-up and ``row.steps`` timed training steps; memory and times."""
-    device = torch.device(row.device)
-    start = time.perf_counter()
-    model, optimizer = build(row)
-    built_s = time.perf_counter() - start
-    gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, 50256, (row.batch, row.seq), generator=gen).to(device)
-    labels = torch.randint(0, 2, (row.batch,), generator=gen).to(device)
+def release(device: str) -> None:
+    """Give freed memory back (glibc keeps small freed blocks; CUDA's caching allocator keeps them all)."""
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    elif sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
-    def step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=row.bf16):
-            logits = model(input_ids=ids).logits
-        F.cross_entropy(logits.float(), labels).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - begin
 
-    loaded = memory_mb(row.device, peak=False)
-    if device.type == "cuda":
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     else:
         with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak resident set starts again from the loaded model
-    warmup = step()
-    times = [step() for _ in range(row.steps)]
-    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {
-        "model_mb": round(loaded), "peak_mb": round(memory_mb(row.device, peak=True)),
-        "step_s": round(statistics.median(times), 3), "warmup_s": round(warmup, 3),
-        "build_s": round(built_s, 1), "trained_parameters": trained,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }  # fmt: skip
+            f.write("5")  # Linux: the peak resident set starts again from the current one
 
 
-def run_row(row: Row, timeout: float) -> dict:
-    """Measure ``row`` in a fresh process (its own peak memory), unless it would not fit."""
-    need, free = estimated_bytes(row), free_bytes(row.device)
-    result = {**asdict(row), "estimated_gib": round(need / GiB, 1)}
-    if need > 0.9 * free:
-        return {**result, "not_run": f"needs ~{need / GiB:.1f} GiB, {free / GiB:.1f} GiB free"}
-    cmd = [sys.executable, __file__, "--_row", json.dumps(asdict(row))]
+def measure(rows: list[Row]) -> list[dict]:
+    """The rows of one size and policy, on one model built once (checkpointing-off rows first): for each, a
+    fresh AdamW (as the recipes make it) and ``steps`` training steps; memory and times.
+    Between rows the gradients and the optimizer are freed and the peak counter reset."""
+    from hf_spam.models.gradient_checkpointing import enable_gradient_checkpointing
+    from hf_spam.training.trainer import optimizer_for
+
+    start = time.perf_counter()
+    model = build(rows[0])
+    built_s = time.perf_counter() - start
+    device = torch.device(rows[0].device)
+    gen = torch.Generator().manual_seed(0)
+    results = []
+    for row in sorted(rows, key=lambda r: r.checkpointing):
+        if row.checkpointing:
+            enable_gradient_checkpointing(model)
+        ids = torch.randint(0, 50256, (row.batch, row.seq), generator=gen).to(device)
+        labels = torch.randint(0, 2, (row.batch,), generator=gen).to(device)
+        optimizer = optimizer_for(model, learning_rate=5e-5, weight_decay=0.1)
+
+        def step(row: Row = row, ids: torch.Tensor = ids, labels: torch.Tensor = labels, optimizer=optimizer):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            begin = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=row.bf16):
+                logits = model(input_ids=ids).logits
+            F.cross_entropy(logits.float(), labels).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - begin
+
+        release(row.device)
+        loaded = memory_mb(row.device, peak=False)
+        reset_peak(row.device)
+        times = [step() for _ in range(row.steps)]
+        results.append({
+            **asdict(row), "loaded_mb": round(loaded), "peak_mb": round(memory_mb(row.device, peak=True)),
+            "step_s": round(statistics.median(times[1:] or times), 3), "first_step_s": round(times[0], 3),
+            "build_s": round(built_s, 1),
+            "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        })  # fmt: skip
+        del optimizer, step
+    return results
+
+
+def run_rows(rows: list[Row], timeout: float) -> list[dict]:
+    """Measure the rows of one size and policy in a fresh process (its own peak memory); a row whose estimate
+    does not fit in the free memory is not run."""
+    free = free_bytes(rows[0].device)
+    results = [{**asdict(row), "estimated_gib": round(estimated_bytes(row) / GiB, 1)} for row in rows]
+    for result in results:
+        if result["estimated_gib"] * GiB > 0.9 * free:
+            result["not_run"] = f"needs ~{result['estimated_gib']:.1f} GiB, {free / GiB:.1f} GiB free"
+    fitting = [row for row, result in zip(rows, results, strict=True) if "not_run" not in result]
+    found = measured(fitting, timeout) if fitting else {}
+    for result in results:
+        result.update(found.get(variant(result), {}))
+    return results
+
+
+def variant(row: dict) -> tuple[bool, bool]:
+    return row["checkpointing"], row["bf16"]
+
+
+def measured(rows: list[Row], timeout: float) -> dict[tuple[bool, bool], dict]:
+    """The child process's results by (checkpointing, bf16); every row not run when the child failed."""
+    cmd = [sys.executable, __file__, "--_rows", json.dumps([asdict(row) for row in rows])]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {**result, "not_run": f"over --row_timeout {timeout:.0f} s"}
+        return {variant(asdict(row)): {"not_run": f"over --timeout {timeout:.0f} s"} for row in rows}
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["killed"])[-1]
-        return {**result, "not_run": f"failed: {last[:200]}"}
-    return {**result, **json.loads(done.stdout.strip().splitlines()[-1])}
+        return {variant(asdict(row)): {"not_run": f"failed: {last[:200]}"} for row in rows}
+    return {variant(found): found for found in json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def markdown(results: list[dict], header: dict) -> str:
     """The table: one line per row, memory in GiB, time per step in seconds."""
     lines = [
-        f"{header['device']}; batch {header['batch']} x {header['seq']} tokens; median of {header['steps']} "
-        f"steps after one warm-up; torch {header['torch']}; load average at start {header['load_average']}",
+        f"{header['device']}; batch {header['batch']} x {header['seq']} tokens; step time: "
+        + (
+            f"median of {header['steps'] - 1} steps after the first"
+            if header["steps"] > 1
+            else "the first step (it also allocates AdamW's moments)"
+        )
+        + f"; torch {header['torch']}; load average at start {header['load_average']}",
         "",
         "| model | trains | checkpointing | precision | trained params | loaded GiB | peak GiB | step s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -207,7 +250,7 @@ def markdown(results: list[dict], header: dict) -> str:
         if "not_run" in r:
             lines.append(f"| {' | '.join(what)} | | | | not run: {r['not_run']} |")
             continue
-        figures = [f"{r['trained_parameters'] / 1e6:,.1f}M", f"{r['model_mb'] / 1024:.2f}",
+        figures = [f"{r['trained_parameters'] / 1e6:,.1f}M", f"{r['loaded_mb'] / 1024:.2f}",
                    f"{r['peak_mb'] / 1024:.2f}", f"{r['step_s']:.2f}"]  # fmt: skip
         lines.append(f"| {' | '.join(what + figures)} |")
     return "\n".join(lines) + "\n"
@@ -219,17 +262,26 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--checkpointing", nargs="+", default=["off", "on"], choices=("off", "on"))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--seq", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per row (after one warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--row_timeout", type=float, default=600, help="seconds a row may take")
+    parser.add_argument("--batch", type=int, default=None, help="default: 1 on CPUs, 8 on a GPU")
+    parser.add_argument(
+        "--seq", type=int, default=None, help="tokens per row; default: 32 on CPUs, 512 on a GPU"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="training steps per row; the time is their median after the first (the first alone when 1); "
+        "default: 1 on CPUs, 10 on a GPU",
+    )  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds one size and policy may take")
     parser.add_argument("--json", default=None, help="also write the rows and settings to this file")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
-    parser.add_argument("--_row", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_rows", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._row:
-        print(json.dumps(measure(Row(**json.loads(args._row)))))
+    gpu = args.device.startswith("cuda")
+    args.batch, args.seq = args.batch or (8 if gpu else 1), args.seq or (512 if gpu else 32)
+    args.steps = args.steps or (10 if gpu else 1)
+    if args._rows:
+        print(json.dumps(measure([Row(**row) for row in json.loads(args._rows)])))
         return
     from hf_spam.run_folder import device_description
 
@@ -237,12 +289,13 @@ def main() -> None:
               "steps": args.steps, "torch": torch.__version__,
               "load_average": [round(x, 1) for x in os.getloadavg()]}  # fmt: skip
     results = []
-    grid = itertools.product(args.sizes, args.policies, args.checkpointing, args.precisions)
-    for size, policy, checkpointing, precision in grid:
-        row = Row(size, policy, checkpointing == "on", precision == "bf16", args.batch, args.seq, args.steps,
-                  args.device)  # fmt: skip
-        results.append(run_row(row, args.row_timeout))
-        print(json.dumps(results[-1]), flush=True)
+    for size, policy in itertools.product(args.sizes, args.policies):
+        variants = itertools.product(args.checkpointing, args.precisions)
+        shape = {"batch": args.batch, "seq": args.seq, "steps": args.steps, "device": args.device}
+        rows = [Row(size, policy, ckpt == "on", precision == "bf16", **shape) for ckpt, precision in variants]
+        for result in run_rows(rows, args.timeout):
+            results.append(result)
+            print(json.dumps(result), flush=True)
     table = markdown(results, header)
     print(table)
     if args.json:
