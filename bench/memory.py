@@ -194,14 +194,17 @@ def measure(rows: list[Row]) -> list[dict]:
     return results
 
 
-def run_rows(rows: list[Row], timeout: float) -> list[dict]:
+def run_rows(rows: list[Row], timeout: float, max_gib: float | None = None) -> list[dict]:
     """Measure the rows of one size and policy in a fresh process (its own peak memory); a row whose estimate
-    does not fit in the free memory is not run."""
+    does not fit in the free memory (or in ``max_gib``) is not run."""
     free = free_bytes(rows[0].device)
+    room, what = (
+        (0.9 * free, "free") if max_gib is None or max_gib * GiB > 0.9 * free else (max_gib * GiB, "allowed")
+    )
     results = [{**asdict(row), "estimated_gib": round(estimated_bytes(row) / GiB, 1)} for row in rows]
     for result in results:
-        if result["estimated_gib"] * GiB > 0.9 * free:
-            result["not_run"] = f"needs ~{result['estimated_gib']:.1f} GiB, {free / GiB:.1f} GiB free"
+        if result["estimated_gib"] * GiB > room:
+            result["not_run"] = f"needs ~{result['estimated_gib']:.1f} GiB, {room / GiB:.1f} GiB {what}"
     fitting = [row for row, result in zip(rows, results, strict=True) if "not_run" not in result]
     found = measured(fitting, timeout) if fitting else {}
     for result in results:
@@ -273,6 +276,7 @@ def main() -> None:
         "default: 1 on CPUs, 10 on a GPU",
     )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one size and policy may take")
+    parser.add_argument("--max_gib", type=float, default=None, help="run no row estimated above this")
     parser.add_argument("--json", default=None, help="also write the rows and settings to this file")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     parser.add_argument("--_rows", default=None, help=argparse.SUPPRESS)
@@ -293,7 +297,7 @@ def main() -> None:
         variants = itertools.product(args.checkpointing, args.precisions)
         shape = {"batch": args.batch, "seq": args.seq, "steps": args.steps, "device": args.device}
         rows = [Row(size, policy, ckpt == "on", precision == "bf16", **shape) for ckpt, precision in variants]
-        for result in run_rows(rows, args.timeout):
+        for result in run_rows(rows, args.timeout, args.max_gib):
             results.append(result)
             print(json.dumps(result), flush=True)
     table = markdown(results, header)
