@@ -23,7 +23,7 @@ from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
 from hf_spam import GPT2Config
 from hf_spam.data import DataArguments, load_splits
-from hf_spam.models.adapters import LoraArguments, apply_adapter
+from hf_spam.models.adapters import LoraArguments, apply_adapter, load_adapter_classifier
 from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.training.sharding import block_class_names, canonical_name, complete_fsdp_plugin, meta_copy
 
@@ -146,13 +146,17 @@ def recipe_args(model: Path, tokenizer: Path | None, sms_file: Path, output_dir:
 
 def saved_model_reproduces_the_run(run_dir: Path, sms_file: Path) -> float:
     """The largest difference between the test probabilities of the saved model, loaded by plain
-    transformers, and those the run's in-memory (sharded) model wrote to test_predictions.csv."""
+    transformers (an adapter: by hf_spam's loader, which rebuilds and checks its base), and those the run's
+    in-memory (sharded) model wrote to test_predictions.csv."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     saved = json.loads((run_dir / "args.json").read_text())["DataArguments"]
     splits, _ = load_splits(DataArguments(**{**saved, "data_source": str(sms_file)}), seed=123)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir).eval()
+    if (run_dir / "adapter_config.json").is_file():
+        model = load_adapter_classifier(run_dir)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir).eval()
     with (run_dir / "test_predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(splits["test"])
@@ -165,12 +169,13 @@ def saved_model_reproduces_the_run(run_dir: Path, sms_file: Path) -> float:
 
 
 @pytest.mark.slow
-def test_a_recipe_under_accelerates_fsdp2_trains_resumes_and_saves(
+def test_a_recipe_under_accelerates_fsdp2_trains_resumes_and_saves_lora_too(
     tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path
 ):
     """The GPT-2 recipe through accelerate's FSDP2 path on two CPU processes (tests/fsdp_cpu_run.py):
     blocks wrapped by class, the cache refused with its reason, sharded checkpoints that resume to the same
-    result, and the gathered model in transformers' format, giving the run's own test probabilities."""
+    result, and the gathered model in transformers' format, giving the run's own test probabilities; then a
+    LoRA run, whose saved adapter gives its run's test probabilities too."""
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               str(REPO / "tests" / "fsdp_cpu_run.py"), "gpt2_classifier",
@@ -194,6 +199,12 @@ def test_a_recipe_under_accelerates_fsdp2_trains_resumes_and_saves(
     for split, found in first["splits"].items():
         assert again["splits"][split]["loss"] == pytest.approx(found["loss"], abs=1e-6)
         assert again["splits"][split]["confusion_matrix"] == found["confusion_matrix"]
+    # LoRA under FSDP: the peft model sharded by its blocks, the adapter saved from the gathered model
+    lora = [*launch[:-5], "--trainable", "lora", "--gradient_checkpointing", "--run_name", "lora"]
+    done = subprocess.run(lora, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert saved_model_reproduces_the_run(tmp_path / "lora", sms_file) <= 1e-5
 
 
 def smollm2_or_stand_in(tmp_path: Path) -> Path:
@@ -212,14 +223,14 @@ def smollm2_or_stand_in(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP needs a GPU (accelerate refuses it on CPUs)")
-@pytest.mark.parametrize("which", ["our_gpt2", "smollm2"])
+@pytest.mark.parametrize("which", ["our_gpt2", "our_gpt2_lora", "smollm2"])
 def test_fsdp_on_one_gpu_trains_and_saves_a_model_transformers_loads(
     which, tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path
 ):
     """``accelerate launch --use_fsdp --fsdp_version 2`` on one GPU: the recipe trains (checkpointing on,
     the cache refused), and the saved model, loaded by plain transformers, gives the test probabilities the
     in-memory sharded model wrote."""
-    if which == "our_gpt2":
+    if which.startswith("our_gpt2"):
         model_args = recipe_args(tiny_gpt2_dir, gpt2_tokenizer_dir, sms_file, tmp_path)
         model_args += ["--weights", "random"]
     else:
@@ -228,7 +239,8 @@ def test_fsdp_on_one_gpu_trains_and_saves_a_model_transformers_loads(
         model_args = [*recipe_args(folder, tokenizer, sms_file, tmp_path), "--implementation", "transformers"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_fsdp", "--fsdp_version", "2",
            "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(REPO / "recipes" / "gpt2_classifier.py"), *model_args, "--trainable", "last_block",
+           str(REPO / "recipes" / "gpt2_classifier.py"), *model_args,
+           "--trainable", "lora" if which.endswith("lora") else "last_block",
            "--gradient_checkpointing", "--run_name", which]  # fmt: skip
     env = {**os.environ, "HF_SPAM_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
