@@ -144,6 +144,8 @@ def run_main(main: Callable[[list[str]], Any], argv: list[str] | None = None) ->
     except USER_ERRORS as error:
         if debug:
             raise
+        if getattr(error, "every_process", False) and int(os.environ.get("RANK", "0")) != 0:
+            return 1  # raised alike on every process of a launch: the main process says it once
         message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         sys.stderr.write(f"error: {message or type(error).__name__} ({DEBUG_FLAG} shows the traceback)\n")
         return 1

@@ -52,3 +52,10 @@ class CheckpointMismatchError(UserError, ValueError):
 
 class StudyError(UserError, ValueError):
     """A study file or override that is wrong: one line naming the file and the field."""
+
+
+class LaunchError(UserError, ValueError):
+    """The launch asks for what this machine cannot run (FSDP or DeepSpeed with no GPU, a run folder the
+    machines do not share). Every process raises it alike; only the main process reports it."""
+
+    every_process = True

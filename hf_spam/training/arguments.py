@@ -88,6 +88,14 @@ class TrainArguments:
             "blocks from it; the log says whether and why; off: run the whole model every step"
         },
     )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata={
+            "help": "activation checkpointing: each trained block keeps only its input and recomputes its "
+            "activations in the backward pass (non-reentrant; same loss and gradients, less memory, ~1/3 "
+            "more compute); with or without FSDP"
+        },
+    )
     save_model: bool = field(default=True, metadata={"help": "save the final model with save_pretrained"})
     max_steps: int | None = field(
         default=None, metadata={"help": "stop after N optimizer steps (smoke runs)"}

@@ -31,6 +31,7 @@ from ..models.adapters import (
     check_adapter_arguments,
     save_adapter_run,
 )
+from ..models.gradient_checkpointing import enable_gradient_checkpointing
 from ..models.trainable import PEFT_METHODS
 from ..run_folder import (
     CURVES_FILE,
@@ -56,7 +57,14 @@ from .inputs import (
 )
 from .plots import plot_curves
 from .prefix_cache import PrefixCache, build_prefix_cache
-from .processes import has_accelerator, on_main_process, warn_if_cpu_underused
+from .processes import (
+    check_launch,
+    check_shared_folder,
+    has_accelerator,
+    on_main_process,
+    warn_if_cpu_underused,
+)
+from .sharding import configure_fsdp, fsdp_checkpoints_activations, gather_model, is_sharded, meta_copy
 from .trainer import Trainer, TrainState, predict_logits
 
 logger = logging.getLogger(__name__)
@@ -107,6 +115,7 @@ def run_classification(
     point_args: OperatingPointArguments | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a classifier as the arguments say; writes the run folder, returns the metrics.json dict."""
+    check_launch()  # FSDP or DeepSpeed where they cannot run: one line, before anything loads
     args = RunArguments(model_args, data_args, train_args, adapter_args or AdapterArguments(),
                         point_args or OperatingPointArguments())  # fmt: skip
     hub_repo, run_dir = claim_outputs(args)  # fails now, not after training
@@ -115,11 +124,14 @@ def run_classification(
     with accelerator.main_process_first():
         data = prepare_data(args.data, tokenizer, args.train.seed)
     model, adapter_record = build_model(args, data, tokenizer)
+    apply_gradient_checkpointing(args.train, model, accelerator)
     counts = parameter_counts(model)
     cache, cache_record = build_prefix_cache(
         model, data.token_ids(), accelerator, args.train.cache_frozen, tokenizer.pad_token_id,
         args.data.padding_side, segments="token_type_ids" in data.tokens["train"].column_names,
     )  # fmt: skip
+    fsdp_record = configure_fsdp(accelerator, model)
+    skeleton = meta_copy(model) if fsdp_record else None  # FSDP: the plain model the trained shards fill
     loaders = make_loaders(data, tokenizer, args.data, args.train, cache, accelerator.num_processes)
     if accelerator.is_main_process:
         write_args(run_dir, *args.groups())
@@ -131,13 +143,10 @@ def run_classification(
     evaluation = evaluate_splits(trainer, state, data, loaders, cache)
     point, point_record = select_operating_point(evaluation.outputs, data.id2label, args.point)
     metrics = record_metrics(args, run_dir, data, state, evaluation, accelerator, point_record, counts=counts,
-                             cache_record=cache_record, class_weights=class_weights)  # fmt: skip
-    metrics["training"]["details"]["text_pairs"] = pair_record(args.data.text_pair_column, tokenizer)
-    metrics["training"]["details"]["passes_per_epoch"] = passes_per_epoch(
-        len(data.tokens["train"]), args.train, accelerator.num_processes
-    )
+                             cache_record=cache_record, class_weights=class_weights,
+                             fsdp_record=fsdp_record, tokenizer=tokenizer)  # fmt: skip
+    model = final_model(trainer, skeleton) if args.train.save_model else None  # FSDP: every process gathers
     if accelerator.is_main_process:
-        model = accelerator.unwrap_model(trainer.model) if args.train.save_model else None
         save_run(args, run_dir, metrics, state, evaluation, point, data, model, tokenizer, adapter_record)
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -163,6 +172,7 @@ def claim_outputs(args: RunArguments) -> tuple[str | None, Path]:
     on_main_process(
         process, lambda: claim_run_dir(run_dir, train.overwrite_output_dir, train.resume_from_checkpoint)
     )
+    check_shared_folder(process, run_dir.parent)  # several machines: all must see the run folder
     if train.resume_from_checkpoint:
         find_checkpoint(train.resume_from_checkpoint, run_dir)  # fail before loading anything
     return hub_repo, run_dir
@@ -208,6 +218,28 @@ def build_model(
         model, record = build_classifier(args.model, data.id2label, tokenizer), None
     set_trainable(model, args.model.trainable)
     return model, record
+
+
+def apply_gradient_checkpointing(
+    train_args: TrainArguments, model: torch.nn.Module, accelerator: Accelerator
+) -> None:
+    """``--gradient_checkpointing``: the model checkpoints its blocks, unless accelerate's FSDP activation
+    checkpointing wraps them already (then the model's own would recompute them twice)."""
+    if not train_args.gradient_checkpointing:
+        return
+    if fsdp_checkpoints_activations(accelerator):
+        logger.info("--gradient_checkpointing: accelerate's FSDP activation checkpointing wraps each block")
+        return
+    enable_gradient_checkpointing(model)
+
+
+def final_model(trainer: Trainer, skeleton: torch.nn.Module | None) -> torch.nn.Module | None:
+    """The trained model to save, on the main process: the unwrapped model, or under FSDP its full state
+    dict gathered into ``skeleton`` (every process must call this; the others get None)."""
+    model, accelerator = trainer.model, trainer.accelerator
+    if not is_sharded(model):
+        model = accelerator.unwrap_model(model)
+    return gather_model(model, skeleton, accelerator.is_main_process)
 
 
 def run_identity(model_args: ModelArguments, data_args: DataArguments, data: PreparedData) -> dict[str, Any]:
@@ -280,6 +312,8 @@ def record_metrics(
     counts: dict[str, int],
     cache_record: dict[str, Any],
     class_weights: list[float] | None,
+    fsdp_record: dict[str, Any] | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> dict[str, Any]:
     """The metrics.json record of this run (:func:`hf_spam.run_folder.metrics_record`)."""
     splits = {
@@ -290,6 +324,10 @@ def record_metrics(
         "optimizer_steps": state.global_step, "epochs_completed": state.epoch,
         "epoch_training_seconds": state.epoch_seconds, "stopped_early": state.stopped_early,
         "class_weights": class_weights, "frozen_prefix_cache": cache_record,
+        "gradient_checkpointing": args.train.gradient_checkpointing, "fsdp": fsdp_record,
+        "text_pairs": pair_record(args.data.text_pair_column, tokenizer),
+        "passes_per_epoch": passes_per_epoch(len(data.tokens["train"]), args.train,
+                                             accelerator.num_processes),
     }  # fmt: skip
     seconds = {"training": state.train_seconds, "evaluation": evaluation.seconds,
                "cache_building": cache_record["seconds"]}  # fmt: skip

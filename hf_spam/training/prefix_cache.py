@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import DistributedType
 from torch import nn
 
 from ..data.cache import get_cache_dir
@@ -44,6 +45,12 @@ from .prefix_store import PrefixStore, example_key
 logger = logging.getLogger(__name__)
 
 FEED_KEY = "frozen_hidden"  # the batch key holding the cached hidden states (B, T, D)
+# under FSDP every frozen block's forward gathers its sharded weights, a collective all processes run
+# together, while the cache gives each process its own share of examples and skips the blocks' forward
+FSDP_REASON = (
+    "FSDP shards the frozen blocks: their forward is a collective every process runs on the same batches, "
+    "which a per-process share of the cache is not; use DDP (accelerate launch --multi_gpu) to cache"
+)
 FORMAT_VERSION = 2  # 2: tensors hashed as hf_spam.models.fingerprint.update_with_tensors does
 # config entries that do not change what the frozen part computes (labels, names, the head's pooling)
 _CONFIG_IGNORED = {
@@ -403,6 +410,9 @@ def build_prefix_cache(
     if mode == "off":
         logger.info("frozen-prefix cache: off (--cache_frozen off)")
         return None, {"used": False, "reason": "--cache_frozen off", "seconds": 0.0}
+    if getattr(accelerator, "distributed_type", None) == DistributedType.FSDP:
+        logger.info("frozen-prefix cache: not used: %s", FSDP_REASON)
+        return None, {"used": False, "reason": FSDP_REASON, "seconds": 0.0}
     if segments:
         reason = "segment ids (sentence pairs) change the frozen states, and the cache is keyed by token ids"
         logger.info("frozen-prefix cache: not used: %s", reason)

@@ -37,6 +37,14 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .prefix_cache import FrozenPrefix, forward_logits
+from .sharding import (
+    canonical_name,
+    fsdp_version,
+    is_fsdp,
+    is_sharded,
+    load_trainable_state_dict,
+    trainable_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +161,8 @@ class Trainer:
             "train.scheduler_steps": None if args.lr_scheduler.startswith("constant") else self.total_steps,
             "accelerate.num_processes": accelerator.num_processes,
             "accelerate.mixed_precision": accelerator.mixed_precision,
+            # accelerate's checkpoint of a sharded model is another format: FSDP resumes FSDP only
+            **({"accelerate.fsdp_version": fsdp_version(accelerator)} if is_fsdp(accelerator) else {}),
         }
         optimizer = optimizer_for(model, args.learning_rate, args.weight_decay)
         scheduler = get_scheduler(
@@ -164,9 +174,9 @@ class Trainer:
         self.model, self.optimizer, self.train_loader, self.eval_loader, self.scheduler = accelerator.prepare(
             model, optimizer, train_loader, eval_loader, scheduler
         )
-        self.trainable_names = [
-            n for n, p in accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad
-        ]
+        names = [n for n, p in accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad]
+        # sharded, the best weights are gathered under the names of the model before wrapping
+        self.trainable_names = [canonical_name(n) for n in names] if is_sharded(self.model) else names
 
     # -- training -----------------------------------------------------------------------------------
     def train(self) -> TrainState:
@@ -293,9 +303,11 @@ class Trainer:
 
     def save_best(self) -> None:
         """Write the trainable parameters to :attr:`best_path` (main process; written, then renamed)."""
-        model = self.accelerator.unwrap_model(self.model)
-        params = dict(model.named_parameters())
-        tensors = {name: params[name].detach().cpu().contiguous() for name in self.trainable_names}
+        if is_sharded(self.model):  # FSDP: every process takes part, the main process gets whole tensors
+            tensors = trainable_state_dict(self.model)
+        else:
+            params = dict(self.accelerator.unwrap_model(self.model).named_parameters())
+            tensors = {name: params[name].detach().cpu().contiguous() for name in self.trainable_names}
         if self.accelerator.is_main_process:
             path = self.best_path
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,11 +330,11 @@ class Trainer:
             raise RuntimeError(
                 f"{path} holds step {step}, but the best evaluation was at {self.state.best_step}"
             )
-        model = self.accelerator.unwrap_model(self.model)
         missing = set(self.trainable_names) - set(best := load_file(path))
         if missing:
             raise RuntimeError(f"{path} lacks {sorted(missing)}")
-        model.load_state_dict(best, strict=False)
+        model = self.model if is_sharded(self.model) else self.accelerator.unwrap_model(self.model)
+        load_trainable_state_dict(model, best)
         logger.info(
             "restored the best weights (step %s, %s=%s)",
             self.state.best_step,

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ...errors import OfflineError, WeightsError
 from ...hub.access import ensure_reachable, is_local, looks_like_hub_id
@@ -57,6 +58,7 @@ class GPT2(nn.Module):
         )
         self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one parameter, two uses
+        self.gradient_checkpointing = False  # see gradient_checkpointing_enable
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -90,11 +92,35 @@ class GPT2(nn.Module):
         x, mask = self.embed(input_ids, attention_mask, position_ids)
         top = len(self.transformer.h) - 1
         for i, block in enumerate(self.transformer.h):
-            if i == top and last_rows is not None:
-                x = block(x, mask, self.config.causal, rows=last_rows)
+            rows = {"rows": last_rows} if i == top and last_rows is not None else {}
+            if self._checkpointed(block, x):
+                x = checkpoint(block, x, mask, self.config.causal, **rows, use_reentrant=False)
             else:
-                x = block(x, mask, self.config.causal)
+                x = block(x, mask, self.config.causal, **rows)
         return self.transformer.ln_f(x)
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        """Activation checkpointing per block, as transformers' method of that name: in training, a block
+        keeps only its input and recomputes its activations in the backward pass (``torch.utils.checkpoint``,
+        non-reentrant; the dropout masks are replayed). Same loss and gradients, less memory, ~1/3 more
+        compute. Only the reentrant-free variant exists here: ``use_reentrant=True`` is an error."""
+        if (gradient_checkpointing_kwargs or {}).get("use_reentrant"):
+            raise ValueError("our GPT-2 checkpoints blocks with use_reentrant=False only")
+        self.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Store every block's activations again (the default)."""
+        self.gradient_checkpointing = False
+
+    def _checkpointed(self, block: nn.Module, x: torch.Tensor) -> bool:
+        """Whether ``block`` runs checkpointed now: checkpointing is on, the model trains with gradients, and
+        the block is in the backward pass (a trained parameter, or an input that needs a gradient). A frozen
+        block below every trained one stores nothing anyway: it is never recomputed."""
+        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()):
+            return False
+        return x.requires_grad or any(p.requires_grad for p in block.parameters())
 
     def embed(
         self,
