@@ -61,8 +61,9 @@ def _normalise(name: str) -> str:
 def test_every_imported_package_is_a_declared_dependency():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    # the [app] extra: gradio, imported by hf_spam/app.py alone (tests/test_app.py checks that)
-    declared = project["dependencies"] + project["optional-dependencies"]["app"]
+    # the extras: gradio (the app), onnx/onnxruntime (the ONNX export and backend), each imported lazily
+    extras = project["optional-dependencies"]
+    declared = project["dependencies"] + extras["app"] + extras["onnx"]
     declared = {_normalise(re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0]) for spec in declared}
     distributions = importlib.metadata.packages_distributions()
     imported = _imported_packages()

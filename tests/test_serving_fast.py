@@ -248,8 +248,11 @@ class LengthScorer:
 
     id2label = ID2LABEL
 
-    def logits(self, texts: list[str]) -> torch.Tensor:
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
         return torch.tensor([[2.0, len(t) / 4] for t in texts])  # long texts are spam
+
+    def describe(self, texts: list[str], text_pairs: list[str] | None = None) -> list[dict]:
+        return [{"long_text": "whole", "tokens": len(t), "chunks": 1, "truncated": False} for t in texts]
 
 
 def test_a_whole_text_scorer_plugs_in_beside_the_fast_path(bert_dir):

@@ -299,6 +299,7 @@ class Predictor:
         self,
         texts: Sequence[str],
         batch_size: int | None = None,
+        *,
         progress: bool = False,
         text_pairs: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
@@ -342,10 +343,10 @@ class Predictor:
         return total / norm, info
 
     def probabilities(
-        self, texts: Sequence[str], batch_size: int | None = None, text_pairs: Sequence[str] | None = None
+        self, texts: Sequence[str], batch_size: int | None = None, *, text_pairs: Sequence[str] | None = None
     ) -> torch.Tensor:
         """Calibrated class probabilities ``(len(texts), num_labels)``."""
-        return self.predict(texts, batch_size, text_pairs)[0]
+        return self.predict(texts, batch_size, text_pairs=text_pairs)[0]
 
     def decide(self, row: list[float], threshold: float | None = None) -> int:
         """The class id for one row of probabilities: ``p(class 1) >= threshold`` with two classes and a
@@ -360,12 +361,13 @@ class Predictor:
         texts: Sequence[str],
         batch_size: int | None = None,
         threshold: float | None = None,
+        *,
         progress: bool = False,
         text_pairs: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """One dict per text: ``label``, its ``probability``, every class's ``probabilities``, the
         ``threshold`` and ``temperature`` applied, and how a long text was read."""
-        probs, info = self.predict(texts, batch_size, progress, text_pairs)
+        probs, info = self.predict(texts, batch_size, progress=progress, text_pairs=text_pairs)
         threshold = self.threshold if threshold is None else threshold
         results = []
         for row, read in zip(probs.tolist(), info, strict=True):
