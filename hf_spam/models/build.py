@@ -140,11 +140,11 @@ def _transformers_classifier(
     if not args.causal:
         config.is_causal = False  # transformers' mask builders then make bidirectional masks
     if args.weights == "random":
-        return real_tokens_first(positions_from_mask(AutoModelForSequenceClassification.from_config(config)))
+        return reads_any_padding(AutoModelForSequenceClassification.from_config(config))
     model = from_pretrained_offline_first(
         AutoModelForSequenceClassification.from_pretrained, args.model, f"model '{args.model}'", config=config
     )
-    return real_tokens_first(positions_from_mask(model))
+    return reads_any_padding(model)
 
 
 def _is_decoder_only(config: Any) -> bool:
@@ -202,9 +202,13 @@ def _real_tokens_first_hook(module: nn.Module, args: tuple, kwargs: dict[str, An
     if mask is None or mask.ndim != 2 or not length:
         return args, kwargs
     prefix, own = mask[:, : mask.shape[1] - length], mask[:, -length:]  # prefix tuning's columns stay first
-    if not bool((own[:, 1:] > own[:, :-1]).any()):  # no pad before a token: right padding or none
+    # no pad before a token (right padding or none): nothing to move. A traced graph (the ONNX export) keeps
+    # the reorder whatever the example batch was, as it is the identity on right-padded rows.
+    if not torch.jit.is_tracing() and not bool((own[:, 1:] > own[:, :-1]).any()):
         return args, kwargs
-    order = torch.sort(own, dim=1, descending=True, stable=True).indices  # real tokens first, order kept
+    columns = torch.arange(own.shape[1], device=own.device)
+    # real tokens first, each side in its order: distinct keys, so no sort (nor exporter) has ties to break
+    order = ((own == 0).long() * own.shape[1] + columns).argsort(dim=1)
     if args:
         kwargs["input_ids"], args = args[0], args[1:]
     for key in ("input_ids", "token_type_ids", "position_ids", "inputs_embeds"):
@@ -214,6 +218,13 @@ def _real_tokens_first_hook(module: nn.Module, args: tuple, kwargs: dict[str, An
             kwargs[key] = value.gather(1, index)
     kwargs["attention_mask"] = torch.cat([prefix, own.gather(1, order)], dim=1)
     return args, kwargs
+
+
+def reads_any_padding(model: nn.Module) -> nn.Module:
+    """A transformers classifier that gives a row the logits it has alone, padded on either side: decoders
+    count positions from the mask (:func:`positions_from_mask`), encoders move pads after the tokens
+    (:func:`real_tokens_first`). Returns ``model``."""
+    return real_tokens_first(positions_from_mask(model))
 
 
 def real_tokens_first(model: nn.Module) -> nn.Module:

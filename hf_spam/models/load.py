@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 
 from ..run_folder import is_adapter_run
 from .adapters import load_adapter_classifier
-from .build import positions_from_mask
+from .build import reads_any_padding
 from .classifier import GPT2Classifier, config_dict
 
 
@@ -30,4 +30,4 @@ def load_classifier(
         return load_adapter_classifier(directory, tokenizer)
     if (config_dict(directory).get("hf_spam") or {}).get("class") == GPT2Classifier.__name__:
         return GPT2Classifier.from_transformers_folder(directory)
-    return positions_from_mask(AutoModelForSequenceClassification.from_pretrained(directory)).eval()
+    return reads_any_padding(AutoModelForSequenceClassification.from_pretrained(directory)).eval()
