@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from helpers import recipe
+from helpers import logits, recipe, train_steps
 from safetensors.torch import load_file
 from transformers.pytorch_utils import Conv1D
 
@@ -32,7 +32,6 @@ from hf_spam.models.classifier import GPT2Classifier
 from hf_spam.models.load import load_classifier
 from hf_spam.models.trainable import parameter_counts
 from hf_spam.run_folder import ADAPTER_BASE_FILE
-from hf_spam.training.trainer import optimizer_for
 
 REPO = Path(__file__).resolve().parents[1]
 ID2LABEL = {0: "ham", 1: "spam"}
@@ -71,24 +70,6 @@ def lora_model(setup, seed: int = 0, **lora: object):
 def batch(tokenizer) -> dict[str, torch.Tensor]:
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")  # right-padded: pooling must use the mask
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-
-
-def logits(model, inputs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**inputs).logits
-
-
-def train_steps(model, inputs, steps: int = 3) -> None:
-    """A few AdamW steps (the recipes' optimizer, weight decay on) on a fixed batch."""
-    model.train()
-    optimizer = optimizer_for(model, learning_rate=1e-2, weight_decay=0.1)
-    labels = torch.tensor([1, 0, 1])
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(**inputs).logits, labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
 
 
 def head_weights(model) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ import json
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from helpers import recipe
+from helpers import logits, recipe, train_steps
 
 from hf_spam.arguments import ModelArguments
 from hf_spam.data.tokenizer import load_tokenizer
@@ -25,7 +25,6 @@ from hf_spam.models.build import build_classifier
 from hf_spam.models.load import load_classifier
 from hf_spam.models.trainable import parameter_counts
 from hf_spam.training.prefix_cache import plan_cache
-from hf_spam.training.trainer import optimizer_for
 
 ID2LABEL = {0: "ham", 1: "spam"}
 KINDS = ("ours", "llama", "bert")
@@ -71,22 +70,6 @@ def adapter_model(folders, kind: str, method: str, seed: int = 0):
 def encode(tokenizer, texts: list[str], side: str) -> dict[str, torch.Tensor]:
     batch = tokenizer(texts, padding=True, padding_side=side, return_tensors="pt")
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-
-
-def logits(model, inputs) -> torch.Tensor:
-    with torch.no_grad():
-        return model(**inputs).logits
-
-
-def train_steps(model, inputs, steps: int = 3) -> None:
-    model.train()
-    optimizer = optimizer_for(model, learning_rate=1e-2, weight_decay=0.1)
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(**inputs).logits, torch.tensor([1, 0, 1]))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
 
 
 every = pytest.mark.parametrize(("kind", "method"), [(k, m) for k in KINDS for m in METHODS])
