@@ -159,3 +159,21 @@ def test_compare_runs_a_learning_curve_and_reports_it(sms_file, tmp_path):
     assert "## Learning curves" in markdown and "| row | 16 | all |" in markdown and "| floor | " in markdown
     assert "bow vs tfidf (16 labelled examples)" in markdown
     assert (study_dir / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+    # a trimmed study reported whole: the runs never started are "not run" (not failures), left out of the
+    # tables and questions, listed once; a cell with fewer seeds than the study's says how many
+    trimmed = recipe("compare").main([
+        str(path), "--data_source", str(sms_file), "--output_dir", str(out),
+        "--train_sizes", "8", "16", "all", "--seeds", "1", "2",
+        "--max_eval_samples", "60", "--resamples", "100", "--report_only",
+    ])  # fmt: skip
+    assert trimmed["counts"] == {"ran": 0, "skipped": 4, "failed": 0, "not_run": 8}
+    rows = {row["name"]: row for row in trimmed["rows"]}
+    assert rows["floor@8"]["not_run"] == [1, 2] and rows["floor@8"]["failures"] == []
+    assert rows["floor@16"]["not_run"] == [2] and rows["floor@16"]["seeds"] == [1]
+    markdown = (study_dir / "report.md").read_text()
+    assert "## Failed runs" not in markdown and "| floor@8 |" not in markdown and "| floor@16 |" in markdown
+    assert "## Not run" in markdown and "- floor@8: seeds 1, 2" in markdown
+    assert "- bow@all: seed 2" in markdown
+    assert "(8 labelled examples)" not in markdown and "1 question(s) not asked" in markdown
+    floor_curve = next(line for line in markdown.splitlines() if line.startswith("| floor | "))
+    assert floor_curve.split(" | ")[1] == "-" and floor_curve.count("(1 seed)") == 2

@@ -94,7 +94,8 @@ def learning_curves(study: Study, results: list[RowResult]) -> dict[str, list[di
     return curves
 
 
-def _accuracy_cell(point: dict[str, Any]) -> str:
+def _accuracy_cell(point: dict[str, Any], seeds: int) -> str:
+    """``mean ± std [interval]``, and the number of seeds when fewer than the study's ``seeds`` ran."""
     if point["mean"] is None:
         return "-"
     text = f"{point['mean'] * 100:.1f}"
@@ -103,6 +104,8 @@ def _accuracy_cell(point: dict[str, Any]) -> str:
     if point["interval"]:
         low, high = point["interval"]
         text += f" [{low * 100:.1f}, {high * 100:.1f}]"
+    if point["seeds"] < seeds:
+        text += f" ({point['seeds']} seed{'s' if point['seeds'] > 1 else ''})"
     return text
 
 
@@ -131,9 +134,10 @@ def curve_lines(study: Study, curves: dict[str, list[dict[str, Any]]]) -> list[s
         "(a size's rows are among the next size's); validation and test are the same at every size (the "
         "validation split still picks k, C, the threshold and the best epoch).",
         "",
-        "Test accuracy %, mean ± std over seeds [95 % bootstrap interval, test examples resampled]:",
+        "Test accuracy %, mean ± std over seeds [95 % bootstrap interval, test examples resampled] (the "
+        "number of seeds where fewer than the study's ran):",
         "",
-        *table(_accuracy_cell),
+        *table(lambda point: _accuracy_cell(point, len(study.seeds))),
         "",
         "Time per run, seconds (mean over seeds; every phase its metrics.json reports: features or training, "
         "evaluation, cache building, saving; not the process start):",

@@ -37,6 +37,11 @@ def answer(study: Study, results: list[RowResult], resamples: int) -> list[dict[
         for a, b in question.pairs():
             ra, rb = by_name[a], by_name[b]
             seeds = [s for s in study.seeds if s in ra.correct and s in rb.correct]
+            unrun = [r.name for r in (ra, rb) if not r.seeds and not r.failures]
+            if not seeds and unrun:
+                sentence = f"not compared: {' and '.join(unrun)} not run"
+                comparisons.append({"a": a, "b": b, "not_run": unrun, "sentence": sentence})
+                continue
             if not seeds:
                 comparisons.append(
                     {"a": a, "b": b, "sentence": f"not compared: no seed where {a} and {b} both finished"}
@@ -86,8 +91,10 @@ def _table(results: list[RowResult]) -> list[str]:
               "trainable params", "peak memory MB", "adapter MB", "seeds"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in results:
+        if not r.seeds and not r.failures:
+            continue  # not run: listed under "Not run"
         if not r.seeds:
-            cells = [r.name, *(["-"] * (len(header) - 3)), "failed", "0"]
+            cells = [r.name, *(["-"] * (len(header) - 2)), "0 (failed)"]
         else:
             cells = [r.name, *(r.describe.get(k, "") for k in DESCRIBE), *(_cell(r, k) for k in METRICS)]
             cells.append(f"{len(r.seeds)}")
@@ -96,10 +103,17 @@ def _table(results: list[RowResult]) -> list[str]:
 
 
 def _question_lines(answers: list[dict[str, Any]]) -> list[str]:
-    lines = []
+    lines, unasked = [], 0
     for item in answers:
+        asked = [c for c in item["comparisons"] if "not_run" not in c]
+        if not asked:
+            unasked += 1
+            continue
         lines += ["", f"### {item['title']}", ""]
-        for c in item["comparisons"]:
+        unrun = sorted({name for c in item["comparisons"] for name in c.get("not_run", [])})
+        if unrun:
+            lines.append(f"- not run, not compared: {', '.join(unrun)}")
+        for c in asked:
             lines.append(f"- **{c['sentence']}**")
             if "per_seed" not in c:
                 continue
@@ -115,6 +129,8 @@ def _question_lines(answers: list[dict[str, Any]]) -> list[str]:
                 f"seed {s['seed']}: {s['only_a']}/{s['only_b']}, p = {s['p']:.3g}" for s in c["per_seed"]
             )
             lines.append(f"  per seed (only {c['a']} / only {c['b']}): {seeds}")
+    if unasked:
+        lines += ["", f"{unasked} question(s) not asked: a row in each was not run (see Not run)."]
     return lines
 
 
@@ -162,6 +178,11 @@ def _markdown(
     notes += [f"- override {n}" for n in study.notes]
     if notes:
         lines += ["", "## Notes (what stood in for what)", "", *notes]
+    unrun = [r for r in results if r.not_run]
+    if unrun:
+        lines += ["", "## Not run", "", "Runs of the study file that were never started:", ""]
+        lines += [f"- {r.name}: seed{'s' if len(r.not_run) > 1 else ''} "
+                  f"{', '.join(map(str, r.not_run))}" for r in unrun]  # fmt: skip
     failed = [(r.name, f) for r in results for f in r.failures]
     if failed:
         lines += ["", "## Failed runs", ""]
@@ -194,13 +215,14 @@ def _csv(results: list[RowResult], path: Path) -> None:
         writer = csv.writer(f)
         stat_names = [f"{k}_{s}" for k in METRICS for s in ("mean", "std")]
         writer.writerow(["row", "recipe", *DESCRIBE, "seeds", *stat_names, "test_accuracy_ci_low",
-                         "test_accuracy_ci_high", "failures"])  # fmt: skip
+                         "test_accuracy_ci_high", "failures", "not_run"])  # fmt: skip
         for r in results:
             stats = [r.summary(k)[s] for k in METRICS for s in ("mean", "std")]
             interval = list(r.test_interval) if r.test_interval else ["", ""]
             described = [r.describe.get(k, "") for k in DESCRIBE]
             stats = ["" if v is None else v for v in stats]
-            writer.writerow([r.name, r.recipe, *described, len(r.seeds), *stats, *interval, len(r.failures)])
+            writer.writerow([r.name, r.recipe, *described, len(r.seeds), *stats, *interval, len(r.failures),
+                             len(r.not_run)])  # fmt: skip
 
 
 def write_report(
@@ -241,5 +263,5 @@ def _row_record(r: RowResult) -> dict[str, Any]:
         "name": r.name, "recipe": r.recipe, "note": r.note, **r.describe, "seeds": r.seeds,
         "metrics": {k: r.summary(k) | {"values": r.values.get(k, [])} for k in METRICS},
         "test_accuracy_interval": list(r.test_interval) if r.test_interval else None,
-        "failures": r.failures, "devices": r.devices,
+        "failures": r.failures, "not_run": r.not_run, "devices": r.devices,
     }  # fmt: skip

@@ -48,6 +48,7 @@ class RowResult:
     labels: dict[int, np.ndarray] = field(default_factory=dict)
     histories: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    not_run: list[int] = field(default_factory=list)  # seeds never started (a trimmed or unfinished study)
     run_seconds: list[float] = field(default_factory=list)  # every reported phase of each finished run
     devices: list[str] = field(default_factory=list)  # what each finished run ran on (see run_device)
     train_examples: list[int | None] = field(default_factory=list)  # training rows each finished run used
@@ -139,6 +140,9 @@ def collect(rows: list[Row], records: list[RunRecord], resamples: int) -> list[R
         for record in (r for r in records if r.row == row.name):
             metrics = read_json(record.run_dir, METRICS_FILE)
             if metrics is None:
+                if record.status == "not_run" and record.error is None:
+                    result.not_run.append(record.seed)
+                    continue
                 error = record.error or "no metrics.json (not run yet)"
                 result.failures.append({"seed": record.seed, "error": error, "log": str(record.log)})
                 continue
