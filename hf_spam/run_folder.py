@@ -150,6 +150,7 @@ def metrics_record(
     num_processes: int = 1,
     mixed_precision: str = "no",
     operating_point: dict[str, Any] | None = None,
+    unscored: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The one ``metrics.json`` layout of every recipe (fine-tuning and frozen features alike).
 
@@ -164,6 +165,8 @@ def metrics_record(
     that threshold and calibration before/after
     (:func:`~hf_spam.evaluation.operating_point.select_operating_point`);
     ``None`` where a recipe picks none.
+    ``unscored``: the sizes of splits a run read but did not score (in-context learning's labelled pool,
+    ``train``), so that ``split_sizes`` names every split the run used.
     """
     if not {"training", "evaluation"} <= set(seconds) <= {"training", "evaluation", *OPTIONAL_SECONDS}:
         raise ValueError(
@@ -179,7 +182,7 @@ def metrics_record(
         "implementation": implementation,
         "dataset": dataset,
         "splits": splits,
-        "split_sizes": {name: m["n"] for name, m in splits.items()},
+        "split_sizes": (unscored or {}) | {name: m["n"] for name, m in splits.items()},
         "split_report": split_report,
         "seconds": {"training": 0.0, "evaluation": 0.0, **dict.fromkeys(OPTIONAL_SECONDS, 0.0), **seconds},
         "training": {

@@ -383,7 +383,8 @@ def test_in_context_run_then_predict_and_the_app(
     run = out / "icl"
     files = {"metrics.json", "args.json", "test_predictions.csv", "operating_point.json", "examples.json"}
     assert {p.name for p in run.iterdir()} == files | {"in_context.json"}
-    assert metrics["recipe"] == "in_context" and metrics["split_sizes"] == {"validation": 16, "test": 16}
+    assert metrics["recipe"] == "in_context"
+    assert metrics["split_sizes"] == {"train": 20, "validation": 16, "test": 16}  # the labelled pool read too
     assert metrics["parameters"]["trainable"] == 0 and metrics["training"]["examples"] == 4
     details = metrics["training"]["details"]
     assert details["calibration"]["applied"] is True and details["scoring"]["prefixes_cached"] == 1

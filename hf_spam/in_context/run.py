@@ -82,7 +82,7 @@ def run_in_context(args: InContextArguments, data_args: DataArguments) -> dict[s
         examples=shown_examples(classifier), details=details, operating_point=point_record,
         best={"metric": "val_accuracy", "value": validation_accuracy(outputs), "step": None},
         parameters={"trainable": 0, "total": sum(p.numel() for p in lm.parameters())},
-        device=next(lm.parameters()).device,
+        device=next(lm.parameters()).device, unscored={"train": len(texts["train"])},
     )  # fmt: skip
     test_logits, test_labels = outputs["test"]
     write_predictions(run_dir / PREDICTIONS_FILE, torch.softmax(test_logits, -1), test_labels)
