@@ -225,3 +225,17 @@ def test_gpt2_recipe_trains_prompt_tuning_end_to_end(tiny_gpt2_dir, gpt2_tokeniz
     predictions = Predictor(run, threshold=0.5, temperature=1.0).probabilities(["free prize", "see you"])
     assert predictions.shape == (2, 2)
     assert parameter_counts(load_classifier(run))["trainable"] == 0  # loaded for inference: frozen
+
+
+def test_docs_give_each_method_s_default_learning_rate_as_the_code_does():
+    from pathlib import Path
+
+    from hf_spam.models.adapters import DEFAULT_LEARNING_RATES
+
+    lines = (Path(__file__).parents[1] / "docs" / "peft.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("| default `--learning_rate` |"))
+    table = lines[start : lines.index("", start)]  # the methods' table, up to its blank line
+    for method, rate in DEFAULT_LEARNING_RATES.items():
+        (line,) = [line for line in table if line.startswith(f"| `{method}` |")]
+        documented = line.rstrip(" |").rsplit("|", 1)[1].split()[0]
+        assert float(documented) == rate, (method, documented, rate)

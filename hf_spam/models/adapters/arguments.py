@@ -16,10 +16,10 @@ PROMPT_INITS = get_args(PromptInit)
 # the learning rate of a method when --learning_rate is not given (LoRA: the book's appendix E, 5e-5)
 DEFAULT_LEARNING_RATES = {
     "lora": 5e-5,
-    "ia3": 1e-3,
+    "ia3": 1e-2,
     "prompt_tuning": 1e-3,
-    "p_tuning": 1e-3,
-    "prefix_tuning": 1e-2,
+    "p_tuning": 1e-4,
+    "prefix_tuning": 3e-3,
 }
 # the flags each method reads: giving one with another --trainable is an error naming it
 METHOD_FLAGS = {
