@@ -15,11 +15,16 @@ import json
 import pytest
 import torch
 from accelerate.state import AcceleratorState
-from helpers import logits, recipe, train_steps
+from helpers import REPO, logits, recipe, train_steps
 
 from hf_spam.arguments import ModelArguments
 from hf_spam.data.tokenizer import load_tokenizer
-from hf_spam.models.adapters import AdapterArguments, build_adapter_classifier, check_adapter_arguments
+from hf_spam.models.adapters import (
+    DEFAULT_LEARNING_RATES,
+    AdapterArguments,
+    build_adapter_classifier,
+    check_adapter_arguments,
+)
 from hf_spam.models.adapters.run import prepare_base, save_adapter_run
 from hf_spam.models.build import build_classifier
 from hf_spam.models.load import load_classifier
@@ -228,11 +233,7 @@ def test_gpt2_recipe_trains_prompt_tuning_end_to_end(tiny_gpt2_dir, gpt2_tokeniz
 
 
 def test_docs_give_each_method_s_default_learning_rate_as_the_code_does():
-    from pathlib import Path
-
-    from hf_spam.models.adapters import DEFAULT_LEARNING_RATES
-
-    lines = (Path(__file__).parents[1] / "docs" / "peft.md").read_text(encoding="utf-8").splitlines()
+    lines = (REPO / "docs" / "peft.md").read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.endswith("| default `--learning_rate` |"))
     table = lines[start : lines.index("", start)]  # the methods' table, up to its blank line
     for method, rate in DEFAULT_LEARNING_RATES.items():
