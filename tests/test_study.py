@@ -29,6 +29,7 @@ from hf_spam.study import (
     load_study,
     mcnemar_exact,
     paired_bootstrap_interval,
+    select,
 )
 from hf_spam.study.report import _device_lines
 from hf_spam.study.results import RowResult, read_predictions, run_device
@@ -166,6 +167,19 @@ def test_overrides_go_to_rows_whose_recipe_takes_the_flag(tmp_path):
     with pytest.raises(StudyError, match="--pooling: not a flag of any row's recipe"):
         apply_overrides(load_study(write_study(tmp_path / "t.yaml", rows=[{"name": "f", "recipe": "tfidf"}],
                                                questions=[], shared={})), {"pooling": "last"})  # fmt: skip
+
+
+def test_rows_keep_a_question_only_with_its_reference_row(tmp_path, caplog):
+    rows = [{"name": n, "recipe": "tfidf"} for n in ("full", "lora", "ia3", "prompt")]
+    questions = [{"title": "against full", "rows": ["full", "lora", "ia3", "prompt"]},
+                 {"title": "against lora", "rows": ["lora", "ia3", "prompt"]}]  # fmt: skip
+    study = load_study(write_study(tmp_path / "s.yaml", rows=rows, questions=questions, shared={}))
+    with caplog.at_level("INFO", logger="hf_spam.study.spec"):
+        select(study, ["lora", "prompt"], [7, 8])
+    # "against full" is not answered against lora under its title: it is left out, and the log says so
+    assert [(q.title, q.rows) for q in study.questions] == [("against lora", ["lora", "prompt"])]
+    assert "'against full' left out: its reference row full is not in --rows" in caplog.text
+    assert [row.name for row in study.rows] == ["lora", "prompt"] and study.seeds == [7, 8]
 
 
 @pytest.mark.parametrize("name", ["seven_questions", "gpt2_vs_bert", "gpt2_vs_bert_imdb"])

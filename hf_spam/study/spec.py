@@ -363,7 +363,9 @@ def _parse_extra(extra: list[str]) -> dict[str, Any]:
 
 
 def select(study: Study, rows: list[str] | None, seeds: list[int] | None) -> None:
-    """Keep only ``rows`` (and the questions whose rows are all kept) and replace the seeds, in place."""
+    """Keep only ``rows`` and replace the seeds, in place. A question keeps its kept rows while its
+    reference (first) row is kept and one other is: without its reference it is dropped, not answered
+    against another row under its title."""
     if seeds is not None:
         study.seeds = _int_list("--seeds", list(seeds))
     if rows:
@@ -371,6 +373,15 @@ def select(study: Study, rows: list[str] | None, seeds: list[int] | None) -> Non
         if missing:
             raise StudyError(f"--rows: no row named {missing} in {study.path}")
         study.rows = [row for row in study.rows if row.name in rows]
+        kept = []
         for question in study.questions:
-            question.rows = [name for name in question.rows if name in rows]
-        study.questions = [question for question in study.questions if len(question.rows) > 1]
+            reference, others = question.rows[0], [name for name in question.rows[1:] if name in rows]
+            if reference not in rows:
+                if others:
+                    logger.info("question %r left out: its reference row %s is not in --rows",
+                                question.title, reference)  # fmt: skip
+                continue
+            if others:
+                question.rows = [reference, *others]
+                kept.append(question)
+        study.questions = kept
